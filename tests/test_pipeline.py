@@ -1,0 +1,159 @@
+"""The pipeline runner on a throw-away three-node project (real papermill kernels)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from salve_utils import pipeline
+
+CODE = """
+from salve_utils.pipeline import NodeContext
+ctx = NodeContext(profile, node, upstream)
+value = x * 10
+for role in upstream:
+    value += json.loads(ctx.artifact(role, "out").read_text())["value"]
+if fail:
+    raise RuntimeError("asked to fail")
+path = ctx.path("out.json")
+path.write_text(json.dumps({"value": value}))
+ctx.record("out", path)
+"""
+
+
+def _notebook(path: Path, title: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        'profile: str = "p"\nnode: str = "a"\nupstream: dict = {}\nx: int = 1\nfail: bool = False\n'
+        'label: str = "hi"\nweights: list[float] = [1.0]')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}"), params, nbformat.v4.new_code_cell("import json"),
+                nbformat.v4.new_code_cell(CODE)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "notebooks" / "profiles").mkdir(parents=True)
+    (tmp_path / "salve_utils").mkdir()
+    (tmp_path / "salve_utils" / "code.py").write_text("# stand-in for the package code\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    _notebook(tmp_path / "notebooks" / "step.ipynb", "Step")
+    graph = {"nodes": {"a": {"notebook": "step.ipynb"},
+                       "b": {"notebook": "step.ipynb", "upstream": {"first": "a"}},
+                       "c": {"notebook": "step.ipynb", "upstream": {"first": "b"}},
+                       "d": {"notebook": "step.ipynb"}}}
+    (tmp_path / "notebooks" / "pipeline.yml").write_text(yaml.safe_dump(graph))
+    profile = {"description": "test", "params": {"label": "x"}, "nodes": {"a": {"x": 2}, "b": {"x": 3}}}
+    (tmp_path / "notebooks" / "profiles" / "p.yml").write_text(yaml.safe_dump(profile))
+    return tmp_path
+
+
+def _value(root: Path, node: str) -> int:
+    return json.loads((root / "data/artifacts/p" / node / "out.json").read_text())["value"]
+
+
+def test_misspelled_parameter_fails_fast_naming_notebook_parameter_and_profile(project: Path) -> None:
+    spec = yaml.safe_load((project / "notebooks/profiles/p.yml").read_text())
+    spec["nodes"]["b"] = {"xx": 3}
+    (project / "notebooks/profiles/p.yml").write_text(yaml.safe_dump(spec))
+    start = time.perf_counter()
+    with pytest.raises(pipeline.PipelineError) as err:
+        pipeline.plan("p", project)
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    assert "notebooks/step.ipynb" in message and "'xx'" in message and "profile p" in message
+    assert "did you mean 'x'" in message
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("b.x=oops", "must be int"),
+    ("b.weights=[1, two]", r"must be list\[float\]"),
+    ("nonode.x=1", "unknown node 'nonode'"),
+    ("labl=1", "declared by no notebook"),
+    ("a.profile=q", "set by the runner"),
+])
+def test_bad_overrides_are_rejected_before_running(project: Path, override: str, fragment: str) -> None:
+    with pytest.raises(pipeline.PipelineError, match=fragment):
+        pipeline.plan("p", project, overrides=[override])
+    assert not (project / "book").exists()
+
+
+def test_unknown_profile_lists_the_available_ones(project: Path) -> None:
+    with pytest.raises(pipeline.PipelineError, match="available: p"):
+        pipeline.plan("nope", project)
+
+
+def test_type_annotations() -> None:
+    assert pipeline.check_type(3, "int") and not pipeline.check_type(True, "int")
+    assert pipeline.check_type(3, "float") and not pipeline.check_type("3", "float")
+    assert pipeline.check_type(None, "str | None") and pipeline.check_type(None, "Optional[int]")
+    assert pipeline.check_type({"a": [1.0]}, "dict[str, list[float]]")
+    assert not pipeline.check_type({"a": ["x"]}, "dict[str, list[float]]")
+
+
+def test_run_skip_rerun_and_provenance(project: Path) -> None:
+    ran = pipeline.run("p", project, progress=False, log=lambda *_: None)
+    assert ran == ["a", "b", "c", "d"]
+    assert _value(project, "c") == 10 + 30 + 20  # c: x=1 -> 10, plus b (30 + a's 20)
+    chapter = nbformat.read(project / "book/chapters/b.ipynb", as_version=4)
+    meta = chapter.metadata["salve"]
+    assert meta["profile"] == "p" and meta["parameters"]["x"] == 3 and meta["parameters"]["label"] == "x"
+    assert {"commit", "versions", "hardware", "wall_seconds", "fingerprint"} <= set(meta)
+    assert "salve-provenance" in chapter.cells[1].metadata["tags"]
+    manifest = json.loads((project / "data/results/p/run_manifest.json").read_text())
+    assert set(manifest) == {"a", "b", "c", "d"}
+
+    assert pipeline.run("p", project, progress=False, log=lambda *_: None) == []
+
+    # one parameter changed: that node and its descendants rerun, nothing else
+    assert pipeline.run("p", project, overrides=["b.x=4"], progress=False, log=lambda *_: None) == ["b", "c"]
+    assert _value(project, "c") == 10 + 40 + 20
+
+    # the notebook changed: every node using it reruns
+    nb = nbformat.read(project / "notebooks/step.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("more prose"))
+    nbformat.write(nb, project / "notebooks/step.ipynb")
+    assert pipeline.run("p", project, overrides=["b.x=4"], progress=False, log=lambda *_: None) == list("abcd")
+
+    # the package code changed: everything reruns
+    (project / "salve_utils" / "code.py").write_text("# changed\n")
+    assert len(pipeline.run("p", project, overrides=["b.x=4"], progress=False, log=lambda *_: None)) == 4
+
+    # a missing upstream artifact makes its node stale again
+    (project / "data/artifacts/p/a/out.json").unlink()
+    assert pipeline.run("p", project, overrides=["b.x=4"], progress=False, log=lambda *_: None) == ["a"]
+
+
+def test_only_runs_the_node_and_its_descendants(project: Path) -> None:
+    pipeline.run("p", project, progress=False, log=lambda *_: None)
+    assert pipeline.run("p", project, only="b", progress=False, log=lambda *_: None) == ["b"]
+    assert pipeline.run("p", project, only="b", overrides=["b.x=5"], progress=False,
+                        log=lambda *_: None) == ["b", "c"]
+    with pytest.raises(pipeline.PipelineError, match="not a node"):
+        pipeline.plan("p", project, only="zz")
+
+
+def test_failing_node_names_cell_and_publishes_nothing(project: Path) -> None:
+    pipeline.run("p", project, progress=False, log=lambda *_: None)
+    before = (project / "book/chapters/b.ipynb").read_bytes()
+    with pytest.raises(pipeline.PipelineError) as err:
+        pipeline.run("p", project, overrides=["b.fail=true"], progress=False, log=lambda *_: None)
+    message = str(err.value)
+    assert "node b failed in notebooks/step.ipynb, cell" in message and "asked to fail" in message
+    assert (project / "book/chapters/b.ipynb").read_bytes() == before  # the old copy stays
+    assert (project / "data/runs/p/failed/b.ipynb").is_file()
+    assert not list((project / "book/chapters").glob("*.running*"))
+    assert pipeline.error_outputs(project) == []
+
+
+def test_cli_check_reports_errors_with_exit_code_2(project: Path, capsys) -> None:
+    assert pipeline.main(["check", "--profile", "p", "--root", str(project)]) == 0
+    assert pipeline.main(["check", "--profile", "p", "--root", str(project), "-p", "b.y=1"]) == 2
+    assert "has no parameter 'y'" in capsys.readouterr().err
