@@ -1,0 +1,342 @@
+"""From latents to features: class means, dominant and shared features, matching, recovery.
+
+Notation: ``Z`` (N, d) the SAE latents of N samples, ``μ_k`` the mean latent
+vector of class k, ``μ_k,l`` its l-th entry. The paper's linear SAE has signed
+latents, so features are ranked by ``|μ_k,l|``.
+
+>>> import torch
+>>> z = torch.tensor([[3.0, 0.1], [1.0, 0.1], [0.0, -2.0]]); labels = torch.tensor([0, 0, 1])
+>>> mu = class_mean_latents(z, labels)
+>>> dominant_features(mu, top=1)["feature"].tolist()
+[0, 1]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from .sae import SparseAutoencoder
+
+if TYPE_CHECKING:
+    from .activations import Activations
+
+__all__ = [
+    "class_mean_latents",
+    "dominant_features",
+    "match_features",
+    "part_correlations",
+    "part_recovery",
+    "seed_spread",
+    "seed_study",
+    "shared_features",
+]
+
+
+def _check_mu(mu: torch.Tensor) -> torch.Tensor:
+    if not isinstance(mu, torch.Tensor) or mu.ndim != 2:
+        raise ValueError(f"mu must be a (K classes, d latents) tensor, got {getattr(mu, 'shape', type(mu))}")
+    return mu
+
+
+def _check_names(names: Sequence[str] | None, count: int, arg: str) -> list | None:
+    if names is not None and len(names) != count:
+        raise ValueError(f"{arg} must name all {count} classes, got {len(names)} names")
+    return None if names is None else list(names)
+
+
+def class_mean_latents(z: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """Class-mean latents ``μ_k = 1/|n: y_n = k| Σ_{n: y_n = k} Z_n``, shape (K, d).
+
+    Classes without samples get a row of NaN.
+
+    Examples
+    --------
+    >>> class_mean_latents(torch.tensor([[1.0], [3.0], [5.0]]), torch.tensor([0, 0, 1]))
+    tensor([[2.],
+            [5.]])
+    """
+    if not isinstance(z, torch.Tensor) or z.ndim != 2:
+        raise ValueError(f"z must be a (N, d) tensor, got {getattr(z, 'shape', type(z))}")
+    labels = torch.as_tensor(labels)
+    if labels.shape != (z.shape[0],) or labels.is_floating_point():
+        raise ValueError(f"labels must be integer (N,) with N={z.shape[0]}, got {labels.dtype} {tuple(labels.shape)}")
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, num_classes={num_classes})")
+    labels = labels.long().to(z.device)
+    sums = torch.zeros(num_classes, z.shape[1], dtype=torch.float64, device=z.device).index_add_(0, labels, z.double())
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    return (sums / counts[:, None]).to(z.dtype)
+
+
+def dominant_features(mu: torch.Tensor, top: int = 3, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """The ``top`` features of every class ranked by ``|μ_k,l|``; rank 1 is ``l*_k = argmax_l |μ_k,l|``.
+
+    Parameters
+    ----------
+    mu : (K, d) class-mean latents
+    top : features per class
+    classes : optional class names for the ``class`` column (else the class index)
+
+    Returns
+    -------
+    DataFrame with columns ``class, rank, feature, mu, abs_mu`` (``mu`` keeps its sign).
+
+    Examples
+    --------
+    >>> dominant_features(torch.tensor([[0.5, -2.0, 1.0]]), top=2)[["rank", "feature", "mu"]].values.tolist()
+    [[1.0, 1.0, -2.0], [2.0, 2.0, 1.0]]
+    """
+    mu = _check_mu(mu).detach().cpu()
+    names = _check_names(classes, mu.shape[0], "classes")
+    if not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be a positive int, got {top!r}")
+    values, index = mu.abs().topk(min(top, mu.shape[1]), dim=1)
+    rows = []
+    for k in range(mu.shape[0]):
+        for rank, (l, v) in enumerate(zip(index[k].tolist(), values[k].tolist()), start=1):
+            rows.append({"class": names[k] if names else k, "rank": rank, "feature": l,
+                         "mu": float(mu[k, l]), "abs_mu": v})
+    return pd.DataFrame(rows, columns=["class", "rank", "feature", "mu", "abs_mu"])
+
+
+def _class_index(c: int | str, names: list | None, count: int) -> int:
+    if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+        if 0 <= int(c) < count:
+            return int(c)
+        raise ValueError(f"classes: index {c} out of range [0, {count})")
+    if names is not None and c in names:
+        return names.index(c)
+    valid = ", ".join(map(str, names)) if names else "none (pass class_names to use names)"
+    raise ValueError(f"classes: unknown class {c!r}; valid names: {valid}")
+
+
+def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names: Sequence[str] | None = None,
+                    exclude_own_top: bool = True, top: int = 5) -> pd.DataFrame:
+    """Features strong in *all* the given classes: the paper's "Tower" shared by church and gas pump.
+
+    Each class's ``|μ_k|`` is normalised by its own largest entry, and a feature's
+    score is the smallest of these over the given classes G::
+
+        score_l = min_{k in G} |μ_k,l| / max_l' |μ_k,l'|
+
+    With ``exclude_own_top``, each given class's own dominant feature ``l*_k`` is
+    left out, so that the result is a feature the classes *share* rather than
+    one class's identity.
+
+    Parameters
+    ----------
+    mu : (K, d) class-mean latents
+    classes : the classes G, as indices or names (names need ``class_names``)
+    class_names : names of all K classes
+    exclude_own_top : drop each given class's top feature
+    top : rows to return
+
+    Returns
+    -------
+    DataFrame with ``rank, feature, score`` and one ``mu_<class>`` column (signed μ) per given class.
+
+    Examples
+    --------
+    >>> mu = torch.tensor([[5.0, 0.0, 3.0], [0.0, 4.0, 2.0]])
+    >>> shared_features(mu, ["church", "pump"], ["church", "pump"], top=1)["feature"].tolist()
+    [2]
+    """
+    mu = _check_mu(mu).detach().cpu().double()
+    names = _check_names(class_names, mu.shape[0], "class_names")
+    if len(classes) == 0:
+        raise ValueError("classes must name at least one class")
+    if not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be a positive int, got {top!r}")
+    idx = [_class_index(c, names, mu.shape[0]) for c in classes]
+    strength = mu[idx].abs()
+    score = (strength / strength.amax(1, keepdim=True)).amin(0)
+    if exclude_own_top:
+        score[strength.argmax(1)] = -torch.inf
+    order = [l for l in score.argsort(descending=True).tolist() if score[l] > -torch.inf][:top]
+    rows = []
+    for rank, l in enumerate(order, start=1):
+        row = {"rank": rank, "feature": l, "score": float(score[l])}
+        row.update({f"mu_{names[k] if names else k}": float(mu[k, l]) for k in idx})
+        rows.append(row)
+    columns = ["rank", "feature", "score"] + [f"mu_{names[k] if names else k}" for k in idx]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _decoder_matrix(decoder: torch.Tensor | SparseAutoencoder, arg: str) -> torch.Tensor:
+    if isinstance(decoder, SparseAutoencoder):
+        decoder = decoder.decoder.weight
+    if not isinstance(decoder, torch.Tensor) or decoder.ndim != 2:
+        raise ValueError(f"{arg} must be an SAE or its (M, d) decoder weight, got {getattr(decoder, 'shape', decoder)}")
+    return decoder.detach().cpu().double()
+
+
+def match_features(decoder_a: torch.Tensor | SparseAutoencoder,
+                   decoder_b: torch.Tensor | SparseAutoencoder) -> pd.DataFrame:
+    """One-to-one matching of the latents of two SAEs by their decoder columns (Hungarian algorithm).
+
+    Maximises ``Σ |cos(D_a[:, l], D_b[:, π(l)])|`` over matchings π
+    (``scipy.optimize.linear_sum_assignment``). The absolute value is used because
+    a linear SAE can learn a feature with either sign (``-z`` with ``-D[:, l]``);
+    the returned ``cosine`` keeps the sign. With ``d_a != d_b`` only
+    ``min(d_a, d_b)`` pairs are returned.
+
+    Returns
+    -------
+    DataFrame ``feature_a, feature_b, cosine``, sorted by ``feature_a``.
+
+    Examples
+    --------
+    >>> d = torch.randn(16, 4)
+    >>> match_features(d, -d[:, [2, 0, 3, 1]])["feature_b"].tolist()
+    [1, 3, 0, 2]
+    """
+    a, b = _decoder_matrix(decoder_a, "decoder_a"), _decoder_matrix(decoder_b, "decoder_b")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"decoder_a and decoder_b must have the same M (rows), got {a.shape[0]} and {b.shape[0]}")
+    cos = (a / a.norm(dim=0).clamp_min(1e-12)).T @ (b / b.norm(dim=0).clamp_min(1e-12))
+    rows, cols = linear_sum_assignment(-cos.abs().numpy())
+    return pd.DataFrame({"feature_a": rows, "feature_b": cols, "cosine": cos.numpy()[rows, cols]})
+
+
+def part_correlations(z: torch.Tensor, part_labels: torch.Tensor, parts: Sequence[str]) -> pd.DataFrame:
+    """Pearson ``r(t_p, z_l)`` between every planted part's presence ``t_p`` (0/1) and every latent ``z_l``.
+
+    Returns a DataFrame with one row per part and one column per latent. Latents
+    that never vary count as ``r = 0``; parts that never (or always) occur get NaN.
+
+    Examples
+    --------
+    >>> t = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]]).bool()
+    >>> part_correlations(torch.stack([t[:, 0].float(), t[:, 1].float()], 1), t, ["a", "b"]).round(2).values.tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    if not isinstance(z, torch.Tensor) or z.ndim != 2:
+        raise ValueError(f"z must be a (N, d) tensor, got {getattr(z, 'shape', type(z))}")
+    part_labels = torch.as_tensor(part_labels)
+    if part_labels.ndim != 2 or part_labels.shape[0] != z.shape[0]:
+        raise ValueError(f"part_labels must be (N={z.shape[0]}, P), got {tuple(part_labels.shape)}")
+    if len(parts) != part_labels.shape[1]:
+        raise ValueError(f"parts must name all {part_labels.shape[1]} columns of part_labels, got {len(parts)}")
+    zc = z.detach().cpu().double()
+    zc = zc - zc.mean(0)
+    t = part_labels.cpu().double()
+    t = t - t.mean(0)
+    cov = t.T @ zc
+    denom = t.norm(dim=0)[:, None] * zc.norm(dim=0)[None, :]
+    r = torch.where(zc.norm(dim=0)[None, :] > 0, cov / denom, torch.zeros_like(cov))
+    r[t.norm(dim=0) == 0] = torch.nan
+    return pd.DataFrame(r.numpy(), index=list(parts), columns=list(range(z.shape[1])))
+
+
+def part_recovery(z: torch.Tensor, part_labels: torch.Tensor, parts: Sequence[str]) -> pd.DataFrame:
+    """For data with planted parts: the latent that best tracks each part, and how well.
+
+    For part p with presence indicator ``t_p(n)`` (0/1), returns
+    ``argmax_l |r(t_p, z_l)|`` and that Pearson ``r`` (signed; see
+    :func:`part_correlations`). Parts that never (or always) occur have no
+    correlation: ``feature = -1``, ``corr = NaN``.
+
+    Returns
+    -------
+    DataFrame ``part, feature, corr, abs_corr``.
+
+    Examples
+    --------
+    >>> t = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]]).bool()
+    >>> z = torch.stack([t[:, 1].float() * 2, torch.tensor([0.1, 0.3, 0.2, 0.0]), -t[:, 0].float()], 1)
+    >>> part_recovery(z, t, ["tower", "ring"])["feature"].tolist()
+    [2, 0]
+    """
+    r = part_correlations(z, part_labels, parts)
+    rows = []
+    for name, row in r.iterrows():
+        if row.isna().all():
+            rows.append({"part": name, "feature": -1, "corr": float("nan")})
+            continue
+        best = int(row.abs().idxmax())
+        rows.append({"part": name, "feature": best, "corr": float(row[best])})
+    out = pd.DataFrame(rows, columns=["part", "feature", "corr"])
+    out["abs_corr"] = out["corr"].abs()
+    return out
+
+
+def seed_study(acts: "Activations", reference: SparseAutoencoder, reference_meta: dict, n_seeds: int = 10,
+               strengths: Sequence[float] = (0.0, 1.0, 2.0, 3.0), progress: bool = True) -> dict:
+    """Retrain the autoencoder with ``n_seeds`` seeds and measure how much of SALVE survives.
+
+    Each seed's SAE uses the reference's size, λ₁ and training options
+    (``reference_meta["train_options"]``); the reference itself stands for its own
+    seed. Per seed and class:
+
+    * ``matches`` — the class's dominant feature, the reference's, the |cosine| of
+      their decoder columns, and whether Hungarian matching of all decoder columns
+      (:func:`match_features`) pairs them (``same_feature``);
+    * ``curves`` — suppression curves of the class's dominant feature
+      (:func:`~salve_utils.editing.feature_curves`), with a ``seed`` column;
+    * ``alpha_medians`` — the median numerical α_crit over the class's validation
+      images, as normalised strength.
+
+    ``rank_agreement`` is the mean Spearman correlation, over the other seeds, of
+    the per-class medians with the reference's (the fragile-to-redundant order).
+    """
+    from scipy.stats import spearmanr
+    from tqdm.auto import tqdm
+
+    from .editing import alpha_crit, feature_curves
+    from .sae import train_sae
+
+    options = {k: v for k, v in reference_meta["train_options"].items() if k not in ("seed",)}
+    ref_seed = int(reference_meta["seed"])
+    classes = list(acts.classes)
+
+    def dominant(sae: SparseAutoencoder) -> dict[str, int]:
+        with torch.no_grad():
+            mu = class_mean_latents(sae.encode(acts.train), acts.train_labels, len(classes))
+        return {c: int(mu[k].abs().argmax()) for k, c in enumerate(classes)}
+
+    ref_dom = dominant(reference)
+    ref_cols = reference.decoder.weight.detach()
+    curves, matches, medians = [], [], []
+    for seed in tqdm(range(n_seeds), desc="SAE seeds", disable=not progress):
+        sae = reference if seed == ref_seed else train_sae(acts.train, reference.d_latent, reference_meta["l1"],
+                                                           seed=seed, **{**options, "progress": False})[0]
+        dom = dominant(sae)
+        pairs = match_features(reference, sae).set_index("feature_a")["feature_b"]
+        cols = sae.decoder.weight.detach()
+        for k, cls in enumerate(classes):
+            a, b = ref_cols[:, ref_dom[cls]], cols[:, dom[cls]]
+            cos = float((a @ b).abs() / (a.norm() * b.norm()).clamp_min(1e-12))
+            matches.append({"seed": seed, "class": cls, "feature": dom[cls], "ref_feature": ref_dom[cls],
+                            "cosine": cos, "same_feature": bool(pairs.get(ref_dom[cls], -1) == dom[cls])})
+            x = acts.val[acts.val_labels == k]
+            column = cols[:, dom[cls]]
+            alpha = alpha_crit(x, acts.weight, acts.bias, column, k, "numerical") * float(column.abs().max())
+            finite = alpha[torch.isfinite(alpha)]
+            medians.append({"seed": seed, "class": cls, "feature": dom[cls],
+                            "median_strength": float(finite.median()) if len(finite) else float("nan"),
+                            "frac_never": float((~torch.isfinite(alpha)).double().mean())})
+        roles = {f"dominant:{c}": f for c, f in dom.items()}
+        curves.append(feature_curves(acts, sae, roles, strengths, "suppress").assign(seed=seed))
+    medians_df = pd.DataFrame(medians)
+    ref = medians_df[medians_df["seed"] == ref_seed].set_index("class")["median_strength"]
+    rhos = [spearmanr(ref.loc[classes], grp.set_index("class").loc[classes, "median_strength"]).statistic
+            for seed, grp in medians_df.groupby("seed") if seed != ref_seed]
+    return {"curves": pd.concat(curves, ignore_index=True), "matches": pd.DataFrame(matches),
+            "alpha_medians": medians_df, "rank_agreement": float(np.nanmean(rhos)) if rhos else float("nan")}
+
+
+def seed_spread(alpha_medians: pd.DataFrame) -> pd.DataFrame:
+    """Per class: mean, sd and coefficient of variation (sd / mean) of the per-seed median α_crit.
+
+    The CV is NaN where the mean is not positive (no finite, positive threshold).
+    """
+    g = alpha_medians.groupby("class")["median_strength"]
+    out = pd.DataFrame({"mean": g.mean(), "sd": g.std()})
+    out["cv"] = (out["sd"] / out["mean"]).where(out["mean"] > 0)
+    return out
