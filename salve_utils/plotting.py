@@ -1,0 +1,417 @@
+"""Figures for the report: one style, one colour per class across every chapter.
+
+Every function draws on a fresh figure (or a given ``ax``) and returns the
+figure, so notebooks stay one call per figure. Colours come from
+:func:`class_palette`, so "church" has the same colour in every chapter.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+__all__ = [
+    "alpha_crit_distributions",
+    "alpha_crit_scatter",
+    "alpha_explorer",
+    "class_palette",
+    "confusion_heatmap",
+    "curve_plot",
+    "dominant_bars",
+    "history_plot",
+    "image_grid",
+    "latent_heatmap",
+    "part_recovery_plot",
+    "seed_alpha_plot",
+    "seed_band_plot",
+    "seed_match_plot",
+    "set_style",
+    "shared_scatter",
+    "small_multiples",
+    "sweep_plot",
+    "tower_plot",
+    "training_curves",
+]
+
+
+def set_style() -> None:
+    """The report's look: seaborn's whitegrid, readable font sizes, tight layouts."""
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": False,
+                         "axes.titleweight": "bold", "legend.frameon": False})
+
+
+def class_palette(classes: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """A fixed colour per class name (tab10 up to ten classes, husl beyond)."""
+    colours = sns.color_palette("tab10" if len(classes) <= 10 else "husl", len(classes))
+    return {c: tuple(colours[i]) for i, c in enumerate(classes)}
+
+
+def _to_hwc(image: torch.Tensor) -> np.ndarray:
+    x = image.detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 255
+    return x.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def image_grid(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray], titles: Sequence[str] | None = None,
+               ncols: int = 8, size: float = 1.6, title_colours: Sequence | None = None, suptitle: str = ""):
+    """Images (``(3, H, W)`` tensors in [0, 1] or uint8, or ``(H, W, 3)`` arrays) in a grid with titles."""
+    n = len(images)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * bool(titles)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i]
+        ax.imshow(img if isinstance(img, np.ndarray) else _to_hwc(img))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8, color=title_colours[i] if title_colours is not None else "black")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, title: str = ""):
+    """Loss and accuracy per epoch (train, and val where it was measured)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax1.plot(history["epoch"], history["train_loss"], label="train")
+    ax2.plot(history["epoch"], history["train_acc"], label="train (augmented)")
+    if "val_acc" in history:
+        val = history.dropna(subset=["val_acc"])
+        ax1.plot(val["epoch"], val["val_loss"], "o-", label="val")
+        ax2.plot(val["epoch"], val["val_acc"], "o-", label="val")
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    ax2.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(confusion: pd.DataFrame, normalize: bool = True, title: str = "confusion matrix"):
+    """Confusion matrix (rows: true class, columns: predicted), row-normalised by default."""
+    data = confusion.div(confusion.sum(axis=1), axis=0) if normalize else confusion
+    fig, ax = plt.subplots(figsize=(0.55 * len(data) + 2.5, 0.5 * len(data) + 1.5))
+    sns.heatmap(data, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", cbar=False, ax=ax,
+                annot_kws={"fontsize": 7}, vmin=0, vmax=1 if normalize else None)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def latent_heatmap(mu: torch.Tensor | np.ndarray, classes: Sequence[str], features: Sequence[int] | None = None,
+                   title: str = "class-mean latents μ", highlight: dict[str, int] | None = None):
+    """Heatmap of μ (classes x latents), diverging colours centred at zero; boxes mark ``highlight``."""
+    mu = mu.detach().cpu().numpy() if isinstance(mu, torch.Tensor) else np.asarray(mu)
+    features = list(range(mu.shape[1])) if features is None else list(features)
+    data = pd.DataFrame(mu[:, features], index=list(classes), columns=[str(f) for f in features])
+    fig, ax = plt.subplots(figsize=(min(18, 0.22 * len(features) + 3), 0.4 * len(classes) + 1.5))
+    lim = float(np.abs(data.values).max()) or 1.0
+    sns.heatmap(data, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, ax=ax, cbar_kws={"label": "μ"})
+    for cls, feat in (highlight or {}).items():
+        if feat in features:
+            ax.add_patch(plt.Rectangle((features.index(feat), list(classes).index(cls)), 1, 1, fill=False,
+                                       lw=2, ec="black"))
+    ax.set(xlabel="latent feature l", ylabel="", title=title)
+    ax.tick_params(axis="x", labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def curve_plot(curves: pd.DataFrame, x: str = "alpha", y: str = "accuracy", target: str | None = None,
+               palette: dict | None = None, ax=None, title: str = "", others: str = "lines"):
+    """Accuracy of every class against ``x``; the ``target`` class drawn bold.
+
+    ``others="lines"`` draws each non-target class thin, ``"mean"`` draws their
+    mean as one dashed line.
+    """
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+    palette = palette or class_palette(sorted(curves["class"].unique()))
+    if others == "mean" and target is not None:
+        rest = curves[curves["class"] != target].groupby(x, as_index=False)[y].mean()
+        ax.plot(rest[x], rest[y], "--", color="grey", lw=2, label="mean of other classes")
+    for cls, grp in curves.groupby("class", sort=False):
+        if cls == target:
+            ax.plot(grp[x], grp[y], color=palette.get(cls), lw=3, label=f"{cls} (target)")
+        elif others == "lines":
+            ax.plot(grp[x], grp[y], color=palette.get(cls), lw=1, alpha=0.8, label=cls)
+    ax.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "), ylim=(-0.02, 1.02))
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2 if others == "lines" else 1, loc="best")
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
+def history_plot(history: pd.DataFrame, columns: Sequence[str], log: bool = False, x: str = "epoch"):
+    """One small panel per column of a training history."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3), squeeze=False)
+    for ax, col in zip(axes.flat, columns):
+        ax.plot(history[x], history[col])
+        ax.set(xlabel=x, title=col, yscale="log" if log else "linear")
+    fig.tight_layout()
+    return fig
+
+
+def sweep_plot(sweep: pd.DataFrame, chosen: dict | None = None, max_fvu: float | None = None):
+    """FVU, L0 and dead fraction against λ₁, one line per latent size; ``chosen`` ringed."""
+    metrics = [("fvu", "FVU (val)"), ("l0", "L0 (val)"), ("dead_fraction", "dead fraction")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, (col, label) in zip(axes, metrics):
+        sns.lineplot(data=sweep, x="l1", y=col, hue="d_latent", marker="o", palette="viridis", ax=ax,
+                     legend=col == "fvu")
+        if chosen is not None:
+            row = sweep[(sweep["d_latent"] == chosen["d_latent"]) & (sweep["l1"] == chosen["l1"])]
+            ax.scatter(row["l1"], row[col], s=160, facecolors="none", edgecolors="black", lw=2, zorder=5)
+        if col == "fvu" and max_fvu is not None:
+            ax.axhline(max_fvu, ls=":", color="grey")
+        ax.set(xscale="log", xlabel="λ₁", ylabel=label)
+    fig.tight_layout()
+    return fig
+
+
+def dominant_bars(dominant: pd.DataFrame, palette: dict):
+    """Bars of μ for each class's top features, labelled with the latent index."""
+    classes = list(dict.fromkeys(dominant["class"]))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(classes) + 2), 3.6))
+    ranks = sorted(dominant["rank"].unique())
+    width = 0.8 / len(ranks)
+    for j, r in enumerate(ranks):
+        sub = dominant[dominant["rank"] == r].set_index("class").loc[classes]
+        xs = np.arange(len(classes)) + (j - (len(ranks) - 1) / 2) * width
+        bars = ax.bar(xs, sub["mu"], width, color=[palette[c] for c in classes], alpha=1.0 - 0.25 * j,
+                      edgecolor="black", lw=0.3)
+        for bar, feat in zip(bars, sub["feature"]):
+            y = bar.get_height()
+            ax.annotate(str(feat), (bar.get_x() + bar.get_width() / 2, y), ha="center",
+                        va="bottom" if y >= 0 else "top", fontsize=6)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xticks(np.arange(len(classes)), classes, rotation=30, ha="right")
+    ax.set(ylabel="μ (class-mean latent)", title=f"top {len(ranks)} features per class (numbers: latent index)")
+    fig.tight_layout()
+    return fig
+
+
+def shared_scatter(mu: torch.Tensor, classes: Sequence[str], pair: Sequence[str], highlight: int | None = None):
+    """Each latent's normalised |μ| for two classes; features strong for both sit top-right."""
+    m = mu.detach().abs().cpu().numpy()
+    a, b = (list(classes).index(c) for c in pair)
+    xa, xb = m[a] / m[a].max(), m[b] / m[b].max()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(xa, xb, s=14, color="grey", alpha=0.7)
+    for l in np.argsort(-np.minimum(xa, xb))[:5]:
+        ax.annotate(f"z{l}", (xa[l], xb[l]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if highlight is not None:
+        ax.scatter([xa[highlight]], [xb[highlight]], s=120, facecolors="none", edgecolors="red", lw=2)
+    ax.set(xlabel=f"|μ| / max, {pair[0]}", ylabel=f"|μ| / max, {pair[1]}", xlim=(0, 1.05), ylim=(0, 1.05),
+           title="shared features")
+    fig.tight_layout()
+    return fig
+
+
+def _role_target(role: str) -> str | None:
+    return role.split(":", 1)[1] if role.startswith("dominant:") else None
+
+
+def small_multiples(curves: pd.DataFrame, palette: dict, x: str = "strength", title: str = "", ncols: int = 5):
+    """One panel per edited feature: its class's accuracy (bold) and the mean of the others (dashed)."""
+    roles = list(dict.fromkeys(curves["feature_role"]))
+    nrows = int(np.ceil(len(roles) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.3 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, role in zip(axes.flat, roles):
+        sub = curves[curves["feature_role"] == role]
+        target = _role_target(role)
+        rest = sub[sub["class"] != target].groupby(x, as_index=False)["accuracy"].mean()
+        ax.plot(rest[x], rest["accuracy"], "--", color="grey", lw=1.5)
+        tgt = sub[sub["class"] == target]
+        ax.plot(tgt[x], tgt["accuracy"], color=palette.get(target, "black"), lw=2.5)
+        ax.set_title(f"{target} (z{sub['feature'].iloc[0]})", fontsize=9, color=palette.get(target, "black"))
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes.flat[len(roles):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("strength α·max|c|")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def alpha_explorer(acts, sae, roles: dict[str, int], strength_max: float = 3.0):
+    """An ipywidgets explorer: feature, direction and strength -> per-class accuracy bars.
+
+    Runs on cached activations (each move costs one ``A W'ᵀ + b``), so it is
+    instant. In a static page it shows its initial state.
+    """
+    import ipywidgets as widgets
+
+    from .editing import edit_weights
+
+    palette = class_palette(acts.classes)
+    base = (acts.logits("val").argmax(1) == acts.val_labels).float()
+
+    def draw(role: str, direction: str, strength: float) -> None:
+        column = sae.decoder.weight[:, roles[role]].detach()
+        alpha = strength / float(column.abs().max())
+        w = edit_weights(acts.weight, column, alpha, direction)
+        correct = (acts.logits("val", w).argmax(1) == acts.val_labels).float()
+        per = [float(correct[acts.val_labels == k].mean()) for k in range(len(acts.classes))]
+        before = [float(base[acts.val_labels == k].mean()) for k in range(len(acts.classes))]
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.bar(acts.classes, per, color=[palette[c] for c in acts.classes])
+        ax.scatter(acts.classes, before, marker="_", s=300, color="black", label="before the edit")
+        ax.set(ylim=(0, 1.05), ylabel="val accuracy", title=f"{direction} {role} (z{roles[role]}), "
+               f"strength {strength:.2f} (α = {alpha:.3g})")
+        ax.tick_params(axis="x", rotation=30)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interactive(
+        draw, role=widgets.Dropdown(options=list(roles), description="feature"),
+        direction=widgets.ToggleButtons(options=["suppress", "enhance"], description="direction"),
+        strength=widgets.FloatSlider(value=strength_max / 3, min=0, max=strength_max, step=strength_max / 60,
+                                     description="strength", continuous_update=False),
+    )
+
+
+def _alpha_long(table: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("analytic", "numerical", "empirical", "flip") if c in table]
+    long = table.melt(id_vars=["class", "sample", "max_abs_c"], value_vars=cols, var_name="estimate",
+                      value_name="alpha")
+    long["strength"] = long["alpha"] * long["max_abs_c"]
+    return long[np.isfinite(long["strength"]) & (long["strength"] > 0)]
+
+
+def alpha_crit_distributions(table: pd.DataFrame, palette: dict | None = None):
+    """Per class, the distribution of each α_crit estimate (normalised strength, log scale)."""
+    long = _alpha_long(table)
+    order = (long[long["estimate"] == "numerical"].groupby("class")["strength"].median().sort_values().index)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    sns.boxplot(data=long, x="class", y="strength", hue="estimate", order=order, ax=ax, fliersize=1.5,
+                palette="Set2", linewidth=0.8)
+    ax.set(yscale="log", xlabel="", ylabel="α_crit as strength α·max|c| (log)",
+           title="critical suppression strength per image (classes: fragile → redundant)")
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=8, ncol=4)
+    fig.tight_layout()
+    return fig
+
+
+def alpha_crit_scatter(table: pd.DataFrame, palette: dict):
+    """Analytic against numerical α_crit per image; on the diagonal the linear formula is exact."""
+    t = table[np.isfinite(table["analytic"]) & np.isfinite(table["numerical"]) & (table["analytic"] > 0)]
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    for cls, grp in t.groupby("class"):
+        ax.scatter(grp["numerical"] * grp["max_abs_c"], grp["analytic"] * grp["max_abs_c"], s=8,
+                   color=palette.get(cls), label=cls, alpha=0.7)
+    lo = float((t[["analytic", "numerical"]].min(axis=1) * t["max_abs_c"]).min()) if len(t) else 0.1
+    hi = float((t[["analytic", "numerical"]].max(axis=1) * t["max_abs_c"]).max()) if len(t) else 1.0
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="analytic = numerical")
+    ax.set(xscale="log", yscale="log", xlabel="numerical (exact) α_crit, strength",
+           ylabel="analytic y/R, strength", title="where the linear formula is exact")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def tower_plot(curves: pd.DataFrame, followed: Sequence[str], palette: dict, feature: int):
+    """Accuracy of the followed classes and the mean of the rest, suppressing and enhancing one feature."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for ax, direction in zip(axes, ("suppress", "enhance")):
+        sub = curves[curves["direction"] == direction]
+        rest = sub[~sub["class"].isin(followed)].groupby("strength", as_index=False)["accuracy"].mean()
+        ax.plot(rest["strength"], rest["accuracy"], "--", color="grey", lw=2, label="mean of other classes")
+        for cls in followed:
+            c = sub[sub["class"] == cls]
+            ax.plot(c["strength"], c["accuracy"], color=palette.get(cls), lw=2.5, label=cls)
+        ax.set(title=f"{direction} z{feature}", xlabel="strength α·max|c|", ylim=(-0.02, 1.02))
+    axes[0].set_ylabel("accuracy")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def seed_match_plot(matches: pd.DataFrame, palette: dict):
+    """Per class, the decoder cosine of each seed's dominant feature to the reference's."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    sns.stripplot(data=matches, x="class", y="cosine", hue="class", palette=palette, ax=ax, legend=False, size=5)
+    ax.set(ylim=(min(0.0, float(matches["cosine"].min()) - 0.05), 1.02), xlabel="",
+           ylabel="|cos| to reference", title="dominant features across seeds")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def seed_band_plot(curves: pd.DataFrame, palette: dict, ncols: int = 5):
+    """Per class, target and mean-other accuracy over seeds (mean ± sd) as the dominant feature is suppressed."""
+    rows = []
+    for (seed, role), sub in curves[curves["direction"] == "suppress"].groupby(["seed", "feature_role"]):
+        target = _role_target(role)
+        t = sub[sub["class"] == target][["strength", "accuracy"]].assign(kind="target")
+        o = sub[sub["class"] != target].groupby("strength", as_index=False)["accuracy"].mean().assign(kind="others")
+        rows.append(pd.concat([t, o]).assign(seed=seed, target=target))
+    data = pd.concat(rows)
+    targets = list(dict.fromkeys(data["target"]))
+    nrows = int(np.ceil(len(targets) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.3 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, target in zip(axes.flat, targets):
+        for kind, colour in (("target", palette.get(target)), ("others", "grey")):
+            s = data[(data["target"] == target) & (data["kind"] == kind)].groupby("strength")["accuracy"]
+            mean, sd = s.mean(), s.std().fillna(0)
+            ax.plot(mean.index, mean, color=colour, lw=2 if kind == "target" else 1.5,
+                    ls="-" if kind == "target" else "--")
+            ax.fill_between(mean.index, mean - sd, mean + sd, color=colour, alpha=0.25)
+        ax.set_title(target, fontsize=9, color=palette.get(target))
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes.flat[len(targets):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("strength")
+    fig.tight_layout()
+    return fig
+
+
+def seed_alpha_plot(spread: pd.DataFrame, palette: dict):
+    """Per class, the median α_crit (strength) of every seed."""
+    order = spread.groupby("class")["median_strength"].median().sort_values().index
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    sns.stripplot(data=spread, x="class", y="median_strength", hue="class", palette=palette, order=order, ax=ax,
+                  legend=False, size=6)
+    ax.set(yscale="log", xlabel="", ylabel="median α_crit (strength, log)",
+           title="spread of per-class α_crit medians over seeds")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def part_recovery_plot(corr: pd.DataFrame, recovery: pd.DataFrame):
+    """Correlation of every latent with every planted part; each part's best latent boxed."""
+    fig, ax = plt.subplots(figsize=(min(16, 0.3 * corr.shape[1] + 3), 0.4 * len(corr) + 1.5))
+    sns.heatmap(corr, cmap="RdBu_r", center=0, vmin=-1, vmax=1, ax=ax, cbar_kws={"label": "Pearson r"})
+    cols = [str(c) for c in corr.columns]
+    for i, part in enumerate(corr.index):
+        feat = recovery.set_index("part").loc[part, "feature"]
+        ax.add_patch(plt.Rectangle((cols.index(str(feat)), i), 1, 1, fill=False, lw=2, ec="black"))
+    ax.set(xlabel="latent", ylabel="planted part", title="which latent tracks which part")
+    ax.tick_params(axis="x", labelsize=6)
+    fig.tight_layout()
+    return fig
