@@ -9,23 +9,27 @@ The naive way is timed on a small subset of images with a ResNet-18 at 64 px
 says so in its output. Logits of both ways are checked to agree on the subset.
 Timings are printed, never asserted.
 
+With ``--profile`` the benchmark uses a real run of the pipeline: the cached
+validation activations, the trained backbone, the chosen autoencoder and a
+class's dominant feature (the Imagenette val split for ``--profile cpu``); the
+naive way then runs real validation images through the real edited backbone.
+
 Usage::
 
     python benchmarks/bench_edit_curve.py                      # random activations, N=3925, M=512, K=10
-    python benchmarks/bench_edit_curve.py --acts acts.pt       # a cached (N, M) tensor or {"acts", "labels"}
+    python benchmarks/bench_edit_curve.py --profile cpu        # the cpu profile's Imagenette val split
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
 from salve_utils.editing import edit_curve, edit_logits, edit_model
 from salve_utils.models import SalveNet, build_model
-from salve_utils.runtime import default_device, torch_load
+from salve_utils.runtime import default_device
 from salve_utils.sae import SparseAutoencoder
 
 
@@ -35,9 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--m", type=int, default=512, help="activation width M (random activations)")
     p.add_argument("--k", type=int, default=10, help="classes K")
     p.add_argument("--alphas", type=int, default=100, help="number of α values in the sweep")
-    p.add_argument("--acts", type=Path, default=None,
-                   help="cached activations: a torch file holding an (N, M) tensor or a dict with 'acts' "
-                        "(and optionally 'labels')")
+    p.add_argument("--profile", default=None,
+                   help="use the artifacts of this pipeline profile (real activations, backbone and SAE)")
     p.add_argument("--subset", type=int, default=4, help="images run through the naive way")
     p.add_argument("--image-size", type=int, default=64, help="image size of the naive ResNet-18")
     p.add_argument("--repeats", type=int, default=3, help="fast way: best of this many runs")
@@ -51,17 +54,44 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load_activations(args: argparse.Namespace, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(acts, labels, description): from ``--acts`` or random non-negative (post-ReLU-like) activations."""
-    if args.acts is None:
-        acts = torch.randn(args.n, args.m, generator=gen).clamp_min(0)
-        return acts, torch.randint(0, args.k, (args.n,), generator=gen), f"random {args.n} x {args.m}"
-    blob = torch_load(args.acts)
-    acts = blob["acts"] if isinstance(blob, dict) else blob
-    labels = blob.get("labels") if isinstance(blob, dict) else None
-    if labels is None:
-        labels = torch.randint(0, args.k, (len(acts),), generator=gen)
-    return acts.float(), labels.long(), f"{args.acts} ({len(acts)} x {acts.shape[1]})"
+def random_setup(args: argparse.Namespace, gen: torch.Generator):
+    """Random non-negative (post-ReLU-like) activations, a random head and a heavy-tailed decoder column,
+    with a ResNet-18 at ``--image-size`` px and random images for the naive way."""
+    acts = torch.randn(args.n, args.m, generator=gen).clamp_min(0)
+    labels = torch.randint(0, args.k, (args.n,), generator=gen)
+    weight = torch.randn(args.k, args.m, generator=gen) / args.m**0.5
+    bias = 0.1 * torch.randn(args.k, generator=gen)
+    model = build_model("resnet18", classes=[f"c{i}" for i in range(args.k)], image_size=args.image_size).eval()
+    sae = SparseAutoencoder(model.num_features, 1)
+    with torch.no_grad():
+        sae.decoder.weight[:, 0] = torch.rand(model.num_features, generator=gen) ** 3
+    images = torch.rand(args.subset, 3, args.image_size, args.image_size, generator=gen)
+    return acts, labels, weight, bias, sae.decoder_column(0), model, sae, 0, images, f"random {args.n} x {args.m}"
+
+
+def profile_setup(args: argparse.Namespace):
+    """The pipeline's own artifacts for ``--profile``: val activations, backbone, SAE, a dominant feature."""
+    from salve_utils.activations import load_activations
+    from salve_utils.data import center_resize, dataset_from_spec
+    from salve_utils.models import load_model
+    from salve_utils.pipeline import NodeContext
+    from salve_utils.sae import load_sae
+
+    ctx = NodeContext(args.profile, "benchmark", {"backbone": "backbone_resnet18", "autoencoder": "autoencoder",
+                                                  "features": "discover"})
+    acts = load_activations(ctx.artifact("backbone", "activations"))
+    spec = ctx.read_json("backbone", "backbone")
+    found = ctx.read_json("features", "features")
+    sae, _ = load_sae(ctx.artifact("autoencoder", "sae"))
+    model = load_model(ctx.artifact("backbone", "checkpoint"))
+    cls = next(iter(found["dominant"]))
+    feature = found["dominant"][cls]
+    val = dataset_from_spec(spec, "val").per_class(max(1, args.subset // len(acts.classes)))
+    images = center_resize(val.images[: args.subset], spec["eval_size"])
+    source = (f"profile {args.profile}: {spec['dataset']} val, {len(acts.val)} x {acts.val.shape[1]}, "
+              f"dominant feature z{feature} of {cls}, images at {spec['eval_size']} px")
+    return (acts.val, acts.val_labels, acts.weight, acts.bias, sae.decoder_column(feature).detach(), model, sae,
+            feature, images, source)
 
 
 def alpha_grid(column: torch.Tensor, count: int) -> torch.Tensor:
@@ -85,13 +115,13 @@ def time_fast(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bi
 
 
 @torch.no_grad()
-def run_naive(model: SalveNet, sae: SparseAutoencoder, images: torch.Tensor, alphas: torch.Tensor,
+def run_naive(model: SalveNet, sae: SparseAutoencoder, feature: int, images: torch.Tensor, alphas: torch.Tensor,
               device: torch.device) -> tuple[torch.Tensor, float, float]:
     """For every α: build the edited SalveNet, run the images through it. Returns (logits, t_build, t_forward)."""
     out, t_build, t_forward = [], 0.0, 0.0
     for alpha in alphas.tolist():
         t0 = time.perf_counter()
-        edited = edit_model(model, sae, 0, alpha)
+        edited = edit_model(model, sae, feature, alpha)
         t1 = time.perf_counter()
         out.append(edited(images))
         _sync(device)
@@ -105,28 +135,19 @@ def main(argv: list[str] | None = None) -> None:
     device = default_device(args.device)
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
-    acts, labels, source = load_activations(args, gen)
-    n, m = acts.shape
-    k = int(labels.max()) + 1 if args.acts is not None else args.k
-    weight = torch.randn(k, m, generator=gen) / m**0.5
-    bias = 0.1 * torch.randn(k, generator=gen)
-    column = torch.rand(m, generator=gen) ** 3  # heavy-tailed |c_j|, like a real decoder column
+    setup = profile_setup(args) if args.profile else random_setup(args, gen)
+    acts, labels, weight, bias, column, model, sae, feature, images, source = setup
+    n = len(acts)
     alphas = alpha_grid(column, args.alphas)
     print(f"device {device}, torch threads {torch.get_num_threads()}")
-    print(f"activations: {source}; K = {k}; {len(alphas)} α values")
+    print(f"activations: {source}; K = {weight.shape[0]}; {len(alphas)} α values")
 
     t_fast = time_fast(acts, labels, weight, bias, column, alphas, args.repeats, device)
     print(f"edit_curve on cached activations: {t_fast * 1e3:.1f} ms for {n} samples x {len(alphas)} α")
 
-    # the naive way, on a subset of images through a real ResNet-18 whose head we edit
-    model = build_model("resnet18", classes=[f"c{i}" for i in range(k)], image_size=args.image_size).to(device).eval()
-    width = model.num_features
-    sae = SparseAutoencoder(width, 1)
-    with torch.no_grad():
-        sae.decoder.weight[:, 0] = column if m == width else torch.rand(width, generator=gen) ** 3
-    naive_alphas = alpha_grid(sae.decoder_column(0), len(alphas))
-    images = torch.rand(args.subset, 3, args.image_size, args.image_size, generator=gen).to(device)
-    naive_logits, t_build, t_forward = run_naive(model, sae, images, naive_alphas, device)
+    # the naive way, on a subset of images through the backbone whose head we edit
+    model, images = model.to(device).eval(), images.to(device)
+    naive_logits, t_build, t_forward = run_naive(model, sae, feature, images, alphas, device)
 
     with torch.no_grad():
         _sync(device)
@@ -135,19 +156,17 @@ def main(argv: list[str] | None = None) -> None:
         _sync(device)
         t_cache = time.perf_counter() - t0
     cached_logits = edit_logits(sub_acts, model.head.weight.detach(), model.head.bias.detach(),
-                                sae.decoder_column(0).to(device), naive_alphas).cpu()
+                                sae.decoder_column(feature).detach().to(device), alphas).cpu()
     diff = float((cached_logits - naive_logits).abs().max())
     assert diff < 1e-4, f"cached-activation logits differ from the edited network's by {diff:.3g}"
-    print(f"agreement on {args.subset} images x {len(alphas)} α: max |Δlogit| = {diff:.2e} (< 1e-4)")
+    print(f"agreement on {len(images)} images x {len(alphas)} α: max |Δlogit| = {diff:.2e} (< 1e-4)")
 
-    per_image = t_forward / (args.subset * len(alphas))
+    per_image = t_forward / (len(images) * len(alphas))
     naive_total = t_build + per_image * n * len(alphas)
-    cache_total = t_cache / args.subset * n
-    print(f"naive: ResNet-18 at {args.image_size} px, measured on {args.subset} images x {len(alphas)} α: "
+    cache_total = t_cache / len(images) * n
+    print(f"naive: {model.arch} at {images.shape[-1]} px, measured on {len(images)} images x {len(alphas)} α: "
           f"build {t_build:.2f} s + forward {t_forward:.2f} s ({per_image * 1e3:.2f} ms per image per α)")
     print(f"naive, extrapolated to N = {n} images (per-image cost x N, builds once per α): {naive_total:.0f} s")
-    if m != width:
-        print(f"note: the naive check uses the ResNet-18 head (M = {width}); the fast timing uses M = {m}")
     print(f"speed ratio (naive / edit_curve): {naive_total / t_fast:,.0f}x")
     print(f"one-off cost of caching a(x) for N images (extrapolated): {cache_total:.1f} s; "
           f"ratio including it: {naive_total / (cache_total + t_fast):,.1f}x (about the number of α values: "

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .data import ImageSet
+from .data import ImageSet, class_index
 from .models import SalveNet, predict_logits
 from .runtime import atomic_path, cache_dir, hash_file, hash_json, torch_load
 
@@ -60,11 +60,7 @@ class Activations:
 
     def class_index(self, name: str | int) -> int:
         """Label of a class given by name; a clear error lists the valid names."""
-        if isinstance(name, int) and 0 <= name < len(self.classes):
-            return name
-        if name in self.classes:
-            return self.classes.index(name)
-        raise ValueError(f"unknown class {name!r}; valid classes: {', '.join(self.classes)}")
+        return class_index(self.classes, name)
 
 
 def extract_activations(model: SalveNet, data: ImageSet, size: int | None = None, batch_size: int = 256,
@@ -85,14 +81,18 @@ def compute_activations(model: SalveNet, train: ImageSet, val: ImageSet, size: i
         extract_activations(model, val, size, batch_size, device, progress), val.labels.clone(),
         list(model.classes), model.head.weight.detach().float().cpu().clone(),
         model.head.bias.detach().float().cpu().clone(),
-        {"arch": model.arch, "size": size, "train": train.name, **(meta or {})},
+        {"arch": model.arch, "size": size, "train": train.name, "val_fingerprint": val.fingerprint(), **(meta or {})},
     )
+
+
+FORMAT = "salve-activations/1"
 
 
 def save_activations(acts: Activations, path: str | os.PathLike) -> Path:
     """Write activations atomically (a ``weights_only``-loadable file)."""
     blob = {k: getattr(acts, k) for k in ("train", "train_labels", "val", "val_labels", "classes", "weight",
                                           "bias", "meta")}
+    blob["format"] = FORMAT
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return Path(path)
@@ -101,6 +101,9 @@ def save_activations(acts: Activations, path: str | os.PathLike) -> Path:
 def load_activations(path: str | os.PathLike) -> Activations:
     """Read activations written by :func:`save_activations`."""
     blob = torch_load(path)
+    if not isinstance(blob, dict) or blob.pop("format", None) != FORMAT:
+        raise ValueError(f"{path} is not a SALVE activations file (format {FORMAT}); "
+                         "write it with save_activations or cached_activations")
     return Activations(**blob)
 
 
@@ -110,7 +113,8 @@ def cached_activations(model: SalveNet, checkpoint: str | os.PathLike, train: Im
     """:func:`compute_activations`, cached under a key of the checkpoint's bytes, both datasets and ``size``."""
     size = size or model.image_size
     ckpt_hash = hash_file(checkpoint)
-    key = hash_json({"checkpoint": ckpt_hash, "train": train.fingerprint(), "val": val.fingerprint(), "size": size})
+    key = hash_json({"checkpoint": ckpt_hash, "train": train.fingerprint(), "val": val.fingerprint(), "size": size,
+                     "format": FORMAT})
     path = cache_dir() / "activations" / f"{model.arch}-{train.name}-{key}.pt"
     if path.is_file():
         return load_activations(path), path

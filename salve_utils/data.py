@@ -44,6 +44,7 @@ __all__ = [
     "PLANTED_PARTS",
     "batches",
     "center_resize",
+    "class_index",
     "data_root",
     "dataset_from_spec",
     "download_imagenette",
@@ -77,6 +78,19 @@ IMAGENETTE_ARCHIVES: dict[str, tuple[str, str]] = {
 }
 _IMAGENETTE_DIRS = {"full": "imagenette2", "320px": "imagenette2-320", "160px": "imagenette2-160"}
 _SPLITS = ("train", "val")
+
+
+def class_index(classes: Sequence[str], name: str | int) -> int:
+    """Position of class ``name`` (or a valid integer index) in ``classes``.
+
+    The one place where a class given by a person is resolved: an unknown name
+    raises a ``ValueError`` that lists the valid names.
+    """
+    if isinstance(name, (int, np.integer)) and not isinstance(name, bool) and 0 <= int(name) < len(classes):
+        return int(name)
+    if name in classes:
+        return list(classes).index(name)
+    raise ValueError(f"unknown class {name!r}; valid classes: {', '.join(map(str, classes))}")
 
 
 @dataclass
@@ -120,11 +134,7 @@ class ImageSet:
 
     def class_index(self, name: str | int) -> int:
         """Label of a class given by name (or index); a clear error lists the valid names."""
-        if isinstance(name, (int, np.integer)) and 0 <= int(name) < self.num_classes:
-            return int(name)
-        if name in self.classes:
-            return self.classes.index(name)
-        raise ValueError(f"unknown class {name!r}; valid classes: {', '.join(self.classes)}")
+        return class_index(self.classes, name)
 
     def subset(self, index: torch.Tensor | Sequence[int]) -> "ImageSet":
         """A new set holding the images at ``index``."""
@@ -203,7 +213,7 @@ def download_imagenette(variant: str = "320px", root: str | os.PathLike | None =
 
 
 def _download(url: str, dest: Path) -> None:
-    with urllib.request.urlopen(url) as response, open(dest, "wb") as f:  # noqa: S310 (fixed https URLs)
+    with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as f:  # noqa: S310 (fixed URLs)
         total = int(response.headers.get("Content-Length", 0)) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {Path(url).name}") as bar:
             for chunk in iter(lambda: response.read(1 << 20), b""):
@@ -338,7 +348,7 @@ def load_imagenette(
 def load_cifar100(split: str, root: str | os.PathLike | None = None, download: bool = False) -> ImageSet:
     """CIFAR-100 ``split`` ("train" or "val"/"test") at its native 32 px, with its 100 fine class names."""
     if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        raise ValueError(f"split must be 'train', 'val' or 'test' (= val), got {split!r}")
     from torchvision.datasets import CIFAR100
 
     base = data_root(root)

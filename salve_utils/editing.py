@@ -31,8 +31,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .models import SalveNet
-from .sae import SparseAutoencoder
+from .models import SalveNet, per_class_accuracy
+from .sae import SparseAutoencoder, strength_scale
 
 if TYPE_CHECKING:
     from .activations import Activations
@@ -233,25 +233,6 @@ def edit_logits(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, de
     return out
 
 
-def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accuracy of every class from logits ``(..., N, K)``; returns ``(accuracy (..., K), counts (K,))``.
-
-    Classes without samples get NaN accuracy.
-
-    Examples
-    --------
-    >>> acc, n = per_class_accuracy(torch.tensor([[2.0, 1.0], [0.0, 1.0], [3.0, 0.0]]), torch.tensor([0, 0, 1]))
-    >>> acc.tolist(), n.tolist()
-    ([0.5, 0.0], [2, 1])
-    """
-    num_classes = logits.shape[-1]
-    labels = _check_labels(labels, logits.shape[-2], num_classes).to(logits.device)
-    onehot = F.one_hot(labels, num_classes).to(torch.float64)
-    counts = onehot.sum(0)
-    correct = (logits.argmax(-1) == labels).to(torch.float64)
-    return correct @ onehot / counts, counts.long()
-
-
 def edit_curve(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                decoder_column: torch.Tensor, alphas: float | Sequence[float] | torch.Tensor,
                direction: str = "suppress", classes: Sequence[str] | None = None) -> pd.DataFrame:
@@ -295,7 +276,7 @@ def edit_curve(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, b
     acc, target_logit = [], []
     for s in range(0, len(alphas), step):
         logits = edit_logits(acts, weight, bias, decoder_column, alphas[s : s + step], direction)
-        acc.append(per_class_accuracy(logits, labels)[0])
+        acc.append(per_class_accuracy(logits, labels)[0])  # labels checked above
         own = logits.gather(-1, labels[None, :, None].expand(len(logits), -1, 1))[..., 0].to(torch.float64)
         target_logit.append(own @ onehot / counts)
     acc_t, logit_t = torch.cat(acc).cpu(), torch.cat(target_logit).cpu()
@@ -494,7 +475,7 @@ def empirical_alpha_crit(model: SalveNet, decoder_column: torch.Tensor, images: 
     edited = copy.deepcopy(model).eval()
     images = images.to(device)
     f0 = edited(images)[:, target].double().cpu()  # α = 0: the unedited head, one batch
-    scale = 1.0 / float(decoder_column.abs().max().clamp_min(1e-30))
+    scale = 1.0 / max(float(decoder_column.abs().max()), 1e-30)
 
     def target_logit(n: int, alpha: float) -> float:
         _set_edited_head(edited, weight, decoder_column, alpha, "suppress")
@@ -537,15 +518,14 @@ def feature_curves(acts: "Activations", sae: SparseAutoencoder, roles: dict[str,
     DataFrame ``feature_role, feature, direction, strength, alpha, class, accuracy, mean_target_logit, n``.
     """
     x, labels = acts.split(split)
+    s = np.asarray(list(strengths), dtype=np.float64)
     frames = []
     for role, feature in roles.items():
         column = sae.decoder_column(int(feature)).detach()
-        scale = float(column.abs().max())
-        if scale == 0:
-            raise ValueError(f"feature {feature} ({role}) has an all-zero decoder column: nothing to edit")
-        s = torch.as_tensor(list(strengths), dtype=torch.float32)
-        df = edit_curve(x, labels, acts.weight, acts.bias, column, s / scale, direction, acts.classes)
-        df.insert(0, "strength", df["alpha"] * scale)
+        scale = strength_scale(column)
+        df = edit_curve(x, labels, acts.weight, acts.bias, column, torch.as_tensor(s / scale), direction,
+                        acts.classes)
+        df.insert(0, "strength", np.repeat(s, len(df) // len(s)))  # the requested values, exactly
         df.insert(0, "direction", direction)
         df.insert(0, "feature", int(feature))
         df.insert(0, "feature_role", role)
@@ -591,8 +571,8 @@ def accuracy_change(curves: pd.DataFrame, at_strength: float) -> pd.DataFrame:
     strength not above it), and the change."""
     rows = []
     for (role, direction), sub in curves.groupby(["feature_role", "direction"], sort=False):
-        swept = sub["strength"].unique()
-        s = swept[swept <= at_strength + 1e-9].max()
+        swept = np.sort(sub["strength"].unique())
+        s = swept[swept <= at_strength * (1 + 1e-9) + 1e-12].max()
         before = sub[sub["strength"] == swept.min()].set_index("class")["accuracy"]
         after = sub[sub["strength"] == s].set_index("class")["accuracy"]
         for cls in before.index:
@@ -603,29 +583,37 @@ def accuracy_change(curves: pd.DataFrame, at_strength: float) -> pd.DataFrame:
 
 
 def permanence_check(model: SalveNet, sae: SparseAutoencoder, feature: int, strength: float,
-                     images: torch.Tensor, directory: str | os.PathLike) -> dict[str, float]:
+                     images: torch.Tensor, tolerance: float = 1e-4) -> dict[str, float]:
     """Edit ``model`` permanently, save it, reload it, and compare logits on ``images``.
 
     Returns ``max_abs_diff`` (edited model in memory vs reloaded from disk),
     ``max_abs_diff_formula`` (reloaded model vs ``a(x) W'^T + b`` computed from the
     unedited model's features), ``hooks`` (forward hooks on the reloaded model),
-    ``bytes`` (checkpoint size) and ``n_images``.
+    ``bytes`` (checkpoint size), ``n_images`` and ``alpha``. Raises an
+    ``AssertionError`` when either difference exceeds ``tolerance`` or a hook is
+    present: the edit must live in the weights alone.
     """
+    import tempfile
+
     from .models import load_model, save_model
 
     column = sae.decoder_column(int(feature)).detach()
-    alpha = float(strength) / float(column.abs().max())
+    alpha = float(strength) / strength_scale(column)
     edited = edit_model(model, sae, int(feature), alpha, "suppress").eval()
-    path = save_model(edited, Path(directory) / "edited.pt")
-    reloaded = load_model(path).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_model(edited, Path(tmp) / "edited.pt")
+        size = path.stat().st_size
+        reloaded = load_model(path).eval()
     with torch.no_grad():
         before = edited(images)
         after = reloaded(images)
         formula = model.features(images) @ edit_weights(model.head.weight, column, alpha).T + model.head.bias
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in reloaded.modules())
-    return {"max_abs_diff": float((before - after).abs().max()),
-            "max_abs_diff_formula": float((after - formula).abs().max()),
-            "hooks": hooks, "bytes": path.stat().st_size, "n_images": len(images), "alpha": alpha}
+    out = {"max_abs_diff": float((before - after).abs().max()),
+           "max_abs_diff_formula": float((after - formula).abs().max()),
+           "hooks": hooks, "bytes": size, "n_images": len(images), "alpha": alpha}
+    assert out["max_abs_diff"] <= tolerance and out["max_abs_diff_formula"] <= tolerance and hooks == 0, out
+    return out
 
 
 def alpha_crit_table(acts: "Activations", sae: SparseAutoencoder, features: dict[str, int],
@@ -648,6 +636,10 @@ def alpha_crit_table(acts: "Activations", sae: SparseAutoencoder, features: dict
 
     if empirical_per_class and (model is None or images is None):
         raise ValueError("empirical_per_class > 0 needs the model and the validation images")
+    if images is not None and not torch.equal(images.labels, acts.val_labels):
+        raise ValueError("images are not the validation set the activations were computed on "
+                         "(labels differ); reload them with data.dataset_from_spec")
+    image_size = image_size or acts.meta.get("size") or (images.size if images is not None else None)
     gen = torch.Generator().manual_seed(seed)
     frames = []
     for cls, feature in features.items():
@@ -661,41 +653,49 @@ def alpha_crit_table(acts: "Activations", sae: SparseAutoencoder, features: dict
             finite = torch.nonzero(torch.isfinite(values["numerical"]) & (values["numerical"] > 0)).flatten()
             pick = finite[torch.randperm(len(finite), generator=gen)[:empirical_per_class]].sort().values
             if len(pick):
-                imgs = center_resize(images.images[idx[pick]], image_size or images.size)
+                imgs = center_resize(images.images[idx[pick]], image_size)
                 empirical[pick] = empirical_alpha_crit(model, column, imgs, k, values["numerical"][pick]).double()
         frames.append(pd.DataFrame({
             "class": cls, "feature": int(feature), "sample": idx.numpy(),
             **{m: v.double().numpy() for m, v in values.items()},
-            "empirical": empirical.numpy(), "max_abs_c": float(column.abs().max()),
+            "empirical": empirical.numpy(), "max_abs_c": strength_scale(column),
         }))
     return pd.concat(frames, ignore_index=True)[
         ["class", "feature", "sample", "analytic", "numerical", "flip", "empirical", "max_abs_c"]]
 
 
 def alpha_crit_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per class: medians of each estimate as normalised strength, and the share that never reaches zero.
+    """Per class: medians of each estimate as normalised strength, over the images that need an edit at all.
 
-    Classes are sorted from fragile (small median numerical α_crit) to redundant.
+    Images whose target logit is already at or below zero (or, for ``flip``,
+    that are already misclassified) have α_crit = 0; they say nothing about the
+    feature and are counted in ``frac_zero`` instead of pulling the medians
+    down. ``frac_never`` counts images whose logit never reaches zero. Classes
+    are sorted from fragile (small median numerical α_crit) to redundant.
     """
     rows = []
     for cls, sub in table.groupby("class", sort=False):
         row = {"class": cls, "feature": int(sub["feature"].iloc[0]), "n": len(sub)}
         for m in ("analytic", "numerical", "flip", "empirical"):
             v = (sub[m] * sub["max_abs_c"]).to_numpy()
-            v = v[np.isfinite(v)]
+            v = v[np.isfinite(v) & (v > 0)]
             row[f"median_{m}"] = float(np.median(v)) if len(v) else float("nan")
+        row["frac_zero"] = float((sub["numerical"] == 0).mean())
         row["frac_never"] = float(np.isinf(sub["numerical"]).mean())
         rows.append(row)
     return pd.DataFrame(rows).sort_values("median_numerical", na_position="last").reset_index(drop=True)
 
 
 def alpha_crit_agreement(table: pd.DataFrame, rtol: float = 1e-4) -> dict[str, float]:
-    """How the three estimates agree over images whose logit reaches zero.
+    """How the three estimates agree over images whose logit starts positive and reaches zero.
 
-    ``frac_exact``: share with analytic = numerical (to ``rtol``);
-    ``analytic_is_lower_bound``: whether analytic <= numerical wherever they differ;
-    ``median_rel_diff`` / ``max_rel_diff``: |empirical - numerical| / numerical over
-    the ``n_empirical`` images measured on the real model.
+    ``frac_exact``: share with analytic = numerical (to ``rtol``). Where they
+    differ, a clamp was hit before the root: clamping a positive contribution
+    ``W_ij a_j`` lifts the exact logit above the straight line (analytic below
+    the exact root, ``frac_analytic_below``), clamping a negative one lowers it
+    (``frac_analytic_above``). ``median_rel_diff`` / ``max_rel_diff``:
+    |empirical - numerical| / numerical over the ``n_empirical`` images measured
+    on the real edited model.
     """
     finite = table[np.isfinite(table["numerical"]) & np.isfinite(table["analytic"]) & (table["numerical"] > 0)]
     exact = np.isclose(finite["analytic"], finite["numerical"], rtol=rtol, atol=0)
@@ -703,7 +703,9 @@ def alpha_crit_agreement(table: pd.DataFrame, rtol: float = 1e-4) -> dict[str, f
     emp = table.dropna(subset=["empirical"])
     emp = emp[np.isfinite(emp["numerical"]) & (emp["numerical"] > 0)]
     rel = ((emp["empirical"] - emp["numerical"]).abs() / emp["numerical"]).to_numpy()
+    n = max(1, len(finite))
     return {"n_finite": int(len(finite)), "frac_exact": float(exact.mean()) if len(finite) else float("nan"),
-            "analytic_is_lower_bound": bool((differ["analytic"] <= differ["numerical"] * (1 + rtol)).all()),
+            "frac_analytic_below": float((differ["analytic"] < differ["numerical"]).sum() / n),
+            "frac_analytic_above": float((differ["analytic"] > differ["numerical"]).sum() / n),
             "n_empirical": int(len(emp)), "median_rel_diff": float(np.median(rel)) if len(rel) else float("nan"),
             "max_rel_diff": float(rel.max()) if len(rel) else float("nan")}

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .data import class_index
 from .sae import SparseAutoencoder
 
 if TYPE_CHECKING:
@@ -106,14 +107,9 @@ def dominant_features(mu: torch.Tensor, top: int = 3, classes: Sequence[str] | N
 
 
 def _class_index(c: int | str, names: list | None, count: int) -> int:
-    if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
-        if 0 <= int(c) < count:
-            return int(c)
-        raise ValueError(f"classes: index {c} out of range [0, {count})")
-    if names is not None and c in names:
-        return names.index(c)
-    valid = ", ".join(map(str, names)) if names else "none (pass class_names to use names)"
-    raise ValueError(f"classes: unknown class {c!r}; valid names: {valid}")
+    if isinstance(c, str) and names is None:
+        raise ValueError(f"classes: {c!r} is a name, but no class_names were given")
+    return class_index(names if names is not None else list(range(count)), c)
 
 
 def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names: Sequence[str] | None = None,
@@ -176,6 +172,15 @@ def _decoder_matrix(decoder: torch.Tensor | SparseAutoencoder, arg: str) -> torc
     return decoder.detach().cpu().double()
 
 
+def _decoder_cosines(decoder_a: torch.Tensor | SparseAutoencoder,
+                     decoder_b: torch.Tensor | SparseAutoencoder) -> torch.Tensor:
+    """Signed cosines between every decoder column of ``a`` and of ``b``: ``(d_a, d_b)``."""
+    a, b = _decoder_matrix(decoder_a, "decoder_a"), _decoder_matrix(decoder_b, "decoder_b")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"decoder_a and decoder_b must have the same M (rows), got {a.shape[0]} and {b.shape[0]}")
+    return (a / a.norm(dim=0).clamp_min(1e-12)).T @ (b / b.norm(dim=0).clamp_min(1e-12))
+
+
 def match_features(decoder_a: torch.Tensor | SparseAutoencoder,
                    decoder_b: torch.Tensor | SparseAutoencoder) -> pd.DataFrame:
     """One-to-one matching of the latents of two SAEs by their decoder columns (Hungarian algorithm).
@@ -196,10 +201,7 @@ def match_features(decoder_a: torch.Tensor | SparseAutoencoder,
     >>> match_features(d, -d[:, [2, 0, 3, 1]])["feature_b"].tolist()
     [1, 3, 0, 2]
     """
-    a, b = _decoder_matrix(decoder_a, "decoder_a"), _decoder_matrix(decoder_b, "decoder_b")
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"decoder_a and decoder_b must have the same M (rows), got {a.shape[0]} and {b.shape[0]}")
-    cos = (a / a.norm(dim=0).clamp_min(1e-12)).T @ (b / b.norm(dim=0).clamp_min(1e-12))
+    cos = _decoder_cosines(decoder_a, decoder_b)
     rows, cols = linear_sum_assignment(-cos.abs().numpy())
     return pd.DataFrame({"feature_a": rows, "feature_b": cols, "cosine": cos.numpy()[rows, cols]})
 
@@ -270,63 +272,65 @@ def seed_study(acts: "Activations", reference: SparseAutoencoder, reference_meta
                strengths: Sequence[float] = (0.0, 1.0, 2.0, 3.0), progress: bool = True) -> dict:
     """Retrain the autoencoder with ``n_seeds`` seeds and measure how much of SALVE survives.
 
-    Each seed's SAE uses the reference's size, λ₁ and training options
-    (``reference_meta["train_options"]``); the reference itself stands for its own
-    seed. Per seed and class:
+    The seeds are the reference's own seed plus the next ones up to ``n_seeds``
+    in all; each new SAE uses the reference's size, λ₁ and training options
+    (``reference_meta["train_options"]``). Per seed and class:
 
     * ``matches`` — the class's dominant feature, the reference's, the |cosine| of
       their decoder columns, and whether Hungarian matching of all decoder columns
-      (:func:`match_features`) pairs them (``same_feature``);
+      (:func:`match_features`) pairs them (``same_feature``); ``reference`` marks
+      the reference's own rows, which agree with themselves by construction;
     * ``curves`` — suppression curves of the class's dominant feature
       (:func:`~salve_utils.editing.feature_curves`), with a ``seed`` column;
-    * ``alpha_medians`` — the median numerical α_crit over the class's validation
-      images, as normalised strength.
+    * ``alpha_medians`` — the median numerical α_crit (normalised strength) over the
+      class's validation images that need an edit (α_crit > 0; see
+      :func:`~salve_utils.editing.alpha_crit_summary`).
 
     ``rank_agreement`` is the mean Spearman correlation, over the other seeds, of
-    the per-class medians with the reference's (the fragile-to-redundant order).
+    the per-class medians with the reference's (the fragile-to-redundant order);
+    NaN with a single seed.
     """
     from scipy.stats import spearmanr
     from tqdm.auto import tqdm
 
-    from .editing import alpha_crit, feature_curves
+    from .editing import alpha_crit_summary, alpha_crit_table, feature_curves
     from .sae import train_sae
 
-    options = {k: v for k, v in reference_meta["train_options"].items() if k not in ("seed",)}
+    if n_seeds < 1:
+        raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
+    options = {k: v for k, v in reference_meta["train_options"].items() if k != "seed"}
     ref_seed = int(reference_meta["seed"])
+    seeds = [ref_seed] + [s for s in range(n_seeds + 1) if s != ref_seed][: n_seeds - 1]
     classes = list(acts.classes)
 
     def dominant(sae: SparseAutoencoder) -> dict[str, int]:
         with torch.no_grad():
             mu = class_mean_latents(sae.encode(acts.train), acts.train_labels, len(classes))
-        return {c: int(mu[k].abs().argmax()) for k, c in enumerate(classes)}
+        top = dominant_features(mu, top=1, classes=classes)
+        return dict(zip(top["class"], top["feature"].astype(int)))
 
     ref_dom = dominant(reference)
-    ref_cols = reference.decoder.weight.detach()
     curves, matches, medians = [], [], []
-    for seed in tqdm(range(n_seeds), desc="SAE seeds", disable=not progress):
+    for seed in tqdm(seeds, desc="SAE seeds", disable=not progress):
         sae = reference if seed == ref_seed else train_sae(acts.train, reference.d_latent, reference_meta["l1"],
                                                            seed=seed, **{**options, "progress": False})[0]
         dom = dominant(sae)
-        pairs = match_features(reference, sae).set_index("feature_a")["feature_b"]
-        cols = sae.decoder.weight.detach()
-        for k, cls in enumerate(classes):
-            a, b = ref_cols[:, ref_dom[cls]], cols[:, dom[cls]]
-            cos = float((a @ b).abs() / (a.norm() * b.norm()).clamp_min(1e-12))
+        matched = match_features(reference, sae)
+        pairs = matched.set_index("feature_a")["feature_b"]
+        cosine = _decoder_cosines(reference, sae)
+        for cls in classes:
             matches.append({"seed": seed, "class": cls, "feature": dom[cls], "ref_feature": ref_dom[cls],
-                            "cosine": cos, "same_feature": bool(pairs.get(ref_dom[cls], -1) == dom[cls])})
-            x = acts.val[acts.val_labels == k]
-            column = cols[:, dom[cls]]
-            alpha = alpha_crit(x, acts.weight, acts.bias, column, k, "numerical") * float(column.abs().max())
-            finite = alpha[torch.isfinite(alpha)]
-            medians.append({"seed": seed, "class": cls, "feature": dom[cls],
-                            "median_strength": float(finite.median()) if len(finite) else float("nan"),
-                            "frac_never": float((~torch.isfinite(alpha)).double().mean())})
+                            "cosine": float(cosine[ref_dom[cls], dom[cls]].abs()),
+                            "same_feature": bool(pairs.get(ref_dom[cls], -1) == dom[cls]),
+                            "reference": seed == ref_seed})
+        summary = alpha_crit_summary(alpha_crit_table(acts, sae, dom))
+        medians.append(summary[["class", "feature", "median_numerical", "frac_zero", "frac_never"]]
+                       .rename(columns={"median_numerical": "median_strength"}).assign(seed=seed))
         roles = {f"dominant:{c}": f for c, f in dom.items()}
         curves.append(feature_curves(acts, sae, roles, strengths, "suppress").assign(seed=seed))
-    medians_df = pd.DataFrame(medians)
-    ref = medians_df[medians_df["seed"] == ref_seed].set_index("class")["median_strength"]
-    rhos = [spearmanr(ref.loc[classes], grp.set_index("class").loc[classes, "median_strength"]).statistic
-            for seed, grp in medians_df.groupby("seed") if seed != ref_seed]
+    medians_df = pd.concat(medians, ignore_index=True)
+    by_seed = medians_df.pivot(index="class", columns="seed", values="median_strength").loc[classes]
+    rhos = [spearmanr(by_seed[ref_seed], by_seed[s], nan_policy="omit").statistic for s in seeds[1:]]
     return {"curves": pd.concat(curves, ignore_index=True), "matches": pd.DataFrame(matches),
             "alpha_medians": medians_df, "rank_agreement": float(np.nanmean(rhos)) if rhos else float("nan")}
 

@@ -41,7 +41,9 @@ __all__ = [
     "SalveNet",
     "TrainConfig",
     "build_model",
+    "check_setup",
     "evaluate",
+    "per_class_accuracy",
     "load_model",
     "predict_logits",
     "save_model",
@@ -302,6 +304,14 @@ class TrainConfig:
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if not 0 < self.crop_scale <= 1:
             raise ValueError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"lr must be positive and weight_decay non-negative, got {self.lr}, {self.weight_decay}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be at least 1, got {self.eval_every}")
+        if self.train_size < 8 or self.eval_size < 8:
+            raise ValueError("train_size and eval_size must be at least 8 pixels")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -359,6 +369,8 @@ def train(
     device = default_device(device)
     if train_set.classes != model.classes:
         raise ValueError("train_set.classes differ from the model's classes")
+    if len(train_set) < config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train_set)} training images; lower it")
     key = _run_key(model, config)
     model.to(device)
     channels_last = device.type == "cuda" or model.arch == "resnet18"
@@ -380,6 +392,7 @@ def train(
             print(f"resuming from {checkpoint} after epoch {start_epoch}")
         elif blob.get("run_key") == key:
             model.load_state_dict(blob["state_dict"])
+            model.to(memory_format=torch.contiguous_format).eval()  # as after a fresh run
             return pd.DataFrame(blob["history"])
     images = train_set.images.to(device) if device.type == "cuda" else train_set.images
     labels = train_set.labels.to(device)
@@ -448,6 +461,20 @@ def _save_training_state(path: Path, model: SalveNet, opt: torch.optim.Optimizer
         torch.save(blob, tmp)
 
 
+def check_setup(arch: str, config: TrainConfig, weights: str | None = None, **arch_kwargs: Any) -> None:
+    """Fail fast, before any data is decoded, on an architecture or option that :func:`train_or_load` would reject."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"weights must be None or 'imagenet', got {weights!r}")
+    unknown = set(arch_kwargs) - set(ARCHITECTURES[arch])
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for {arch}; valid: {sorted(ARCHITECTURES[arch])}")
+    if arch != "resnet18" and config.train_size != config.eval_size:
+        raise ValueError(f"{arch} has a fixed input size: set train_size == eval_size "
+                         f"(got {config.train_size} and {config.eval_size})")
+
+
 def train_or_load(
     arch: str,
     train_set: ImageSet,
@@ -464,11 +491,10 @@ def train_or_load(
     hash of both splits) and every field of ``config``; an interrupted run resumes.
     Returns ``(model, history, checkpoint_path)``.
     """
-    if arch != "resnet18" and config.train_size != config.eval_size:
-        raise ValueError(f"{arch} has a fixed input size: set train_size == eval_size "
-                         f"(got {config.train_size} and {config.eval_size})")
-    torch.manual_seed(config.seed)
-    model = build_model(arch, train_set.classes, weights, config.eval_size, **arch_kwargs)
+    check_setup(arch, config, weights, **arch_kwargs)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global RNG
+        torch.manual_seed(config.seed)
+        model = build_model(arch, train_set.classes, weights, config.eval_size, **arch_kwargs)
     key = hash_json({"model": _model_record(model), "weights": weights, "config": asdict(config),
                      "train": train_set.fingerprint(), "val": val_set.fingerprint() if val_set else None})
     path = cache_dir() / "checkpoints" / f"{arch}-{train_set.name}-{key}.pt"
@@ -483,6 +509,24 @@ def training_seconds(history: pd.DataFrame) -> float:
 
 
 # =========================================================================== evaluation
+
+
+def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accuracy of each class: ``acc[..., k] = mean_{n: y_n = k} [argmax_i logits[..., n, i] == k]``.
+
+    ``logits`` is ``(N, K)`` or batched ``(..., N, K)`` (e.g. one slice per α);
+    returns ``(acc (..., K), counts (K,))`` with NaN for classes without samples.
+
+    >>> acc, n = per_class_accuracy(torch.tensor([[2.0, 1.0], [0.0, 1.0], [3.0, 0.0]]), torch.tensor([0, 0, 1]))
+    >>> acc.tolist(), n.tolist()
+    ([0.5, 0.0], [2, 1])
+    """
+    num_classes = logits.shape[-1]
+    labels = labels.to(logits.device)
+    onehot = F.one_hot(labels, num_classes).to(torch.float64)
+    counts = onehot.sum(0)
+    correct = (logits.argmax(-1) == labels).to(torch.float64)
+    return correct @ onehot / counts, counts.long()
 
 
 @dataclass
@@ -502,13 +546,8 @@ class Evaluation:
     @property
     def per_class(self) -> pd.DataFrame:
         """Accuracy and count of every class."""
-        pred = self.logits.argmax(1)
-        rows = []
-        for k, name in enumerate(self.classes):
-            mask = self.labels == k
-            rows.append({"class": name, "accuracy": float((pred[mask] == k).float().mean()) if mask.any() else
-                         float("nan"), "n": int(mask.sum())})
-        return pd.DataFrame(rows)
+        acc, counts = per_class_accuracy(self.logits, self.labels)
+        return pd.DataFrame({"class": self.classes, "accuracy": acc.cpu().numpy(), "n": counts.cpu().numpy()})
 
     def summary(self) -> pd.DataFrame:
         """:attr:`per_class` plus a final row ``class="all"`` with the overall accuracy."""

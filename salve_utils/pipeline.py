@@ -30,6 +30,7 @@ artifacts and records its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import difflib
 import json
@@ -450,7 +451,7 @@ def _provenance_cell(meta: dict[str, Any]):
     return cell
 
 
-def _execute(p: Plan, name: str, log=print) -> dict[str, Any]:
+def _execute(p: Plan, name: str) -> dict[str, Any]:
     """Run one node with papermill; publish its executed copy only on success."""
     import nbformat
     import papermill as pm
@@ -518,26 +519,41 @@ def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable
     from tqdm.auto import tqdm
 
     p = plan(profile, root, overrides, only, force)
-    root = p.root
-    os.environ["SALVE_PROJECT_ROOT"] = str(root)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # two threads on two busy cores otherwise collapse
     log(f"profile {profile}: device {default_device()}; {len(p.order)} nodes, "
         f"{len(p.stale)} to check or run")
     forced = set(p.stale) if force else ({only} if only else set())
     candidates = [n for n in p.order if n in set(p.stale) or n in _downstream_of(p, p.stale)]
     executed: list[str] = []
-    bar = tqdm(candidates, desc=f"pipeline[{profile}]", unit="node", disable=not progress or not candidates)
-    for name in bar:
-        bar.set_postfix_str(name)
-        if name not in forced and p.is_current(name):
-            continue
-        meta = _execute(p, name, log)
-        executed.append(name)
-        log(f"  ran {name} in {meta['wall_seconds']:.0f} s")
-    bar.close()
+    # the kernels find the project through SALVE_PROJECT_ROOT; two torch threads on two busy
+    # cores collapse without OMP_WAIT_POLICY=PASSIVE
+    with _environment(SALVE_PROJECT_ROOT=str(p.root), OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")):
+        bar = tqdm(candidates, desc=f"pipeline[{profile}]", unit="node", disable=not progress or not candidates)
+        for name in bar:
+            bar.set_postfix_str(name)
+            if name not in forced and p.is_current(name):
+                continue
+            meta = _execute(p, name)
+            executed.append(name)
+            log(f"  ran {name} in {meta['wall_seconds']:.0f} s")
+        bar.close()
     if not executed:
         log("nothing to run: every node is up to date")
     return executed
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables for the duration of a block, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _downstream_of(p: Plan, names: Iterable[str]) -> set[str]:
@@ -571,7 +587,7 @@ class NodeContext:
 
     >>> ctx = NodeContext("smoke", "control", {"features": "discover"})   # doctest: +SKIP
     >>> sae_path = ctx.artifact("features", "sae")                         # doctest: +SKIP
-    >>> ctx.save_table(curves, "suppression_curves", key=["backbone", "feature_role"])  # doctest: +SKIP
+    >>> ctx.save_table(curves, "suppression_curves")                       # doctest: +SKIP
     """
 
     def __init__(self, profile: str, node: str, upstream: dict[str, str] | None = None,
@@ -605,29 +621,37 @@ class NodeContext:
         atomic_write_json(self._outputs_path, self.outputs)
         return path
 
-    def save_table(self, df, name: str, key: list[str] | None = None):
+    def save_table(self, df, name: str):
         """Write a tidy result table to ``data/results/<profile>/<name>.csv`` (atomically).
 
-        With ``key``, the rows of the existing table whose key values appear in
-        ``df`` are replaced and the others kept, so several nodes can contribute
-        to one table (e.g. ``suppression_curves`` from control, tower and seeds).
+        Several nodes may contribute rows to one table (``suppression_curves``
+        gets rows from control, tower and seeds): every row carries the ``node``
+        that wrote it, and a node's new rows replace all of its old ones, so no
+        stale row survives a rerun with other parameters.
         """
         import pandas as pd
 
         path = self.results / f"{name}.csv"
-        if key and path.is_file():
+        df = df.assign(node=self.node)
+        if path.is_file():
             old = pd.read_csv(path)
-            missing = set(key) - set(old.columns) | set(key) - set(df.columns)
-            if missing:
-                raise ValueError(f"key column(s) {sorted(missing)} missing from table {name}")
-            mine = pd.MultiIndex.from_frame(df[key].astype(str).drop_duplicates())
-            keep = ~pd.MultiIndex.from_frame(old[key].astype(str)).isin(mine)
-            df = pd.concat([old[keep], df], ignore_index=True)
+            if "node" in old.columns:
+                df = pd.concat([old[old["node"] != self.node], df], ignore_index=True)
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")
         self.outputs["tables"][name] = hash_file(path)
         atomic_write_json(self._outputs_path, self.outputs)
         return path
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        """Write ``obj`` as ``<name>.json`` in this node's artifact folder (atomically) and record it."""
+        path = self.path(f"{name}.json")
+        atomic_write_json(path, obj)
+        return self.record(name, path)
+
+    def read_json(self, role: str, name: str) -> Any:
+        """A JSON artifact recorded by the upstream node playing ``role``."""
+        return json.loads(self.artifact(role, name).read_text())
 
     def read_table(self, name: str):
         """A result table of this profile, e.g. ``ctx.read_table("suppression_curves")``."""

@@ -23,6 +23,7 @@ __all__ = [
     "confusion_heatmap",
     "curve_plot",
     "dominant_bars",
+    "example_pair",
     "history_plot",
     "image_grid",
     "latent_heatmap",
@@ -139,7 +140,7 @@ def curve_plot(curves: pd.DataFrame, x: str = "alpha", y: str = "accuracy", targ
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.6))
-    palette = palette or class_palette(sorted(curves["class"].unique()))
+    palette = palette or class_palette(list(dict.fromkeys(curves["class"])))
     if others == "mean" and target is not None:
         rest = curves[curves["class"] != target].groupby(x, as_index=False)[y].mean()
         ax.plot(rest[x], rest[y], "--", color="grey", lw=2, label="mean of other classes")
@@ -168,8 +169,9 @@ def history_plot(history: pd.DataFrame, columns: Sequence[str], log: bool = Fals
 
 
 def sweep_plot(sweep: pd.DataFrame, chosen: dict | None = None, max_fvu: float | None = None):
-    """FVU, L0 and dead fraction against λ₁, one line per latent size; ``chosen`` ringed."""
-    metrics = [("fvu", "FVU (val)"), ("l0", "L0 (val)"), ("dead_fraction", "dead fraction")]
+    """FVU, participation (effective active latents) and dead fraction against λ₁; ``chosen`` ringed."""
+    metrics = [("fvu", "FVU (val)"), ("participation", "effective active latents (val)"),
+               ("dead_fraction", "dead fraction")]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for ax, (col, label) in zip(axes, metrics):
         sns.lineplot(data=sweep, x="l1", y=col, hue="d_latent", marker="o", palette="viridis", ax=ax,
@@ -227,7 +229,8 @@ def _role_target(role: str) -> str | None:
     return role.split(":", 1)[1] if role.startswith("dominant:") else None
 
 
-def small_multiples(curves: pd.DataFrame, palette: dict, x: str = "strength", title: str = "", ncols: int = 5):
+def small_multiples(curves: pd.DataFrame, palette: dict, x: str = "strength", title: str = "", ncols: int = 5,
+                    xlabel: str = "strength α·max|c|"):
     """One panel per edited feature: its class's accuracy (bold) and the mean of the others (dashed)."""
     roles = list(dict.fromkeys(curves["feature_role"]))
     nrows = int(np.ceil(len(roles) / ncols))
@@ -245,7 +248,7 @@ def small_multiples(curves: pd.DataFrame, palette: dict, x: str = "strength", ti
     for ax in axes.flat[len(roles):]:
         ax.axis("off")
     for ax in axes[-1]:
-        ax.set_xlabel("strength α·max|c|")
+        ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy")
     if title:
@@ -262,21 +265,21 @@ def alpha_explorer(acts, sae, roles: dict[str, int], strength_max: float = 3.0):
     """
     import ipywidgets as widgets
 
-    from .editing import edit_weights
+    from .editing import edit_curve
+    from .sae import strength_scale
 
     palette = class_palette(acts.classes)
-    base = (acts.logits("val").argmax(1) == acts.val_labels).float()
 
     def draw(role: str, direction: str, strength: float) -> None:
         column = sae.decoder.weight[:, roles[role]].detach()
-        alpha = strength / float(column.abs().max())
-        w = edit_weights(acts.weight, column, alpha, direction)
-        correct = (acts.logits("val", w).argmax(1) == acts.val_labels).float()
-        per = [float(correct[acts.val_labels == k].mean()) for k in range(len(acts.classes))]
-        before = [float(base[acts.val_labels == k].mean()) for k in range(len(acts.classes))]
+        alpha = strength / strength_scale(column)
+        curve = edit_curve(acts.val, acts.val_labels, acts.weight, acts.bias, column, [0.0, alpha], direction,
+                           acts.classes)
+        half = len(curve) // 2  # rows of α = 0, then rows of α
+        before, after = curve.iloc[:half], curve.iloc[half:]
         fig, ax = plt.subplots(figsize=(8, 3))
-        ax.bar(acts.classes, per, color=[palette[c] for c in acts.classes])
-        ax.scatter(acts.classes, before, marker="_", s=300, color="black", label="before the edit")
+        ax.bar(after["class"], after["accuracy"], color=[palette[c] for c in after["class"]])
+        ax.scatter(before["class"], before["accuracy"], marker="_", s=300, color="black", label="before the edit")
         ax.set(ylim=(0, 1.05), ylabel="val accuracy", title=f"{direction} {role} (z{roles[role]}), "
                f"strength {strength:.2f} (α = {alpha:.3g})")
         ax.tick_params(axis="x", rotation=30)
@@ -292,6 +295,18 @@ def alpha_explorer(acts, sae, roles: dict[str, int], strength_max: float = 3.0):
     )
 
 
+def example_pair(suppressed: pd.DataFrame, enhanced: pd.DataFrame, target: str, enhance: str,
+                 dominant: dict[str, int], palette: dict):
+    """The paper's two examples side by side: suppress ``target``'s dominant feature, enhance ``enhance``'s."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    curve_plot(suppressed[suppressed["feature_role"] == f"dominant:{target}"], x="strength", target=target,
+               palette=palette, ax=axes[0], title=f"suppress z{dominant[target]} (dominant for {target})")
+    curve_plot(enhanced[enhanced["feature_role"] == f"dominant:{enhance}"], x="strength", target=enhance,
+               palette=palette, ax=axes[1], title=f"enhance z{dominant[enhance]} (dominant for {enhance})")
+    fig.tight_layout()
+    return fig
+
+
 def _alpha_long(table: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("analytic", "numerical", "empirical", "flip") if c in table]
     long = table.melt(id_vars=["class", "sample", "max_abs_c"], value_vars=cols, var_name="estimate",
@@ -300,8 +315,12 @@ def _alpha_long(table: pd.DataFrame) -> pd.DataFrame:
     return long[np.isfinite(long["strength"]) & (long["strength"] > 0)]
 
 
-def alpha_crit_distributions(table: pd.DataFrame, palette: dict | None = None):
-    """Per class, the distribution of each α_crit estimate (normalised strength, log scale)."""
+def alpha_crit_distributions(table: pd.DataFrame):
+    """Per class, the distribution of each α_crit estimate (normalised strength, log scale).
+
+    Only images that need an edit at all (α_crit > 0) and whose logit does reach
+    zero (finite) are drawn, as in :func:`~salve_utils.editing.alpha_crit_summary`.
+    """
     long = _alpha_long(table)
     order = (long[long["estimate"] == "numerical"].groupby("class")["strength"].median().sort_values().index)
     fig, ax = plt.subplots(figsize=(11, 4))
@@ -410,6 +429,8 @@ def part_recovery_plot(corr: pd.DataFrame, recovery: pd.DataFrame):
     cols = [str(c) for c in corr.columns]
     for i, part in enumerate(corr.index):
         feat = recovery.set_index("part").loc[part, "feature"]
+        if feat < 0:  # a part that never (or always) occurs has no best latent
+            continue
         ax.add_patch(plt.Rectangle((cols.index(str(feat)), i), 1, 1, fill=False, lw=2, ec="black"))
     ax.set(xlabel="latent", ylabel="planted part", title="which latent tracks which part")
     ax.tick_params(axis="x", labelsize=6)

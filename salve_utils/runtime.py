@@ -13,13 +13,11 @@ import hashlib
 import json
 import os
 import platform
-import random
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "hash_tree",
     "package_versions",
     "project_root",
-    "seed_everything",
     "torch_load",
 ]
 
@@ -143,7 +140,7 @@ def hash_tree(root: str | os.PathLike, pattern: str = "*.py") -> str:
     return h.hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- devices and seeds
+# --------------------------------------------------------------------------- devices
 
 
 def default_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -154,16 +151,6 @@ def default_device(device: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but no CUDA device is visible; use device='auto' or 'cpu'.")
     return device
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch; return a fresh CPU generator seeded with ``seed``."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------- provenance

@@ -41,6 +41,7 @@ __all__ = [
     "normalized_strength",
     "sae_metrics",
     "save_sae",
+    "strength_scale",
     "select_l1",
     "sweep",
     "train_sae",
@@ -268,6 +269,11 @@ def sae_metrics(sae: SparseAutoencoder, acts: torch.Tensor, tol: float = 1e-3,
     * ``fvu`` = ``||A - Â||_F^2 / ||A - mean(A)||_F^2`` (0 = perfect, 1 = no better than the mean)
     * ``mse`` = mean over samples of ``||a - â||^2`` (summed over dims, as in the loss)
     * ``l0`` = mean number of latents with ``|z_l| > tol`` per sample
+    * ``participation`` = mean over samples of ``(Σ_l |z_l|)² / Σ_l z_l²``, the
+      effective number of active latents (1 when one latent carries everything,
+      d when all are equal). It needs no tolerance, which matters for the
+      paper's linear SAE: its latents are rarely exactly zero, so L0 stays near d
+      even when the code is concentrated on a few latents.
     * ``l1`` = mean ``||z||_1`` per sample
     * ``dead_fraction`` = fraction of latents never above ``tol`` on ``acts``
 
@@ -276,19 +282,21 @@ def sae_metrics(sae: SparseAutoencoder, acts: torch.Tensor, tol: float = 1e-3,
     >>> sae = SparseAutoencoder(4, 4)
     >>> m = sae_metrics(sae, torch.randn(32, 4))
     >>> sorted(m)
-    ['dead_fraction', 'fvu', 'l0', 'l1', 'mse']
+    ['dead_fraction', 'fvu', 'l0', 'l1', 'mse', 'participation']
     """
     acts = _check_acts(acts, sae.d_in)
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
     device = next(sae.parameters()).device
-    sse = l1 = l0 = 0.0
+    sse = l1 = l0 = participation = 0.0
     alive = torch.zeros(sae.d_latent, dtype=torch.bool, device=device)
     for chunk in acts.split(batch_size):
         a = chunk.to(device=device, dtype=torch.float32)
         a_hat, z = sae(a)
         sse += float((a - a_hat).double().pow(2).sum())
         l1 += float(z.double().abs().sum())
+        z2 = z.double().pow(2).sum(1)
+        participation += float((z.double().abs().sum(1).pow(2) / z2.clamp_min(1e-300)).where(z2 > 0, 0.0).sum())
         active = z.abs() > tol
         l0 += float(active.sum())
         alive |= active.any(0)
@@ -299,23 +307,36 @@ def sae_metrics(sae: SparseAutoencoder, acts: torch.Tensor, tol: float = 1e-3,
         "fvu": sse / total if total > 0 else float("nan"),
         "mse": sse / n,
         "l0": l0 / n,
+        "participation": participation / n,
         "l1": l1 / n,
         "dead_fraction": 1.0 - float(alive.double().mean()),
     }
 
 
+def strength_scale(decoder_column: torch.Tensor) -> float:
+    """``max_j |c_j|``: the factor between the raw edit strength α and the normalised strength.
+
+    Raises a ``ValueError`` for an all-zero column (nothing to edit).
+    """
+    scale = float(decoder_column.detach().abs().max())
+    if scale == 0:
+        raise ValueError("decoder_column is all zeros: the feature cannot be edited")
+    return scale
+
+
 def normalized_strength(alpha: Any, decoder_column: torch.Tensor) -> Any:
-    """The scale-free edit strength ``α · max_j |c_j|`` (works for floats, arrays and tensors).
+    """The scale-free edit strength ``s = α · max_j |c_j|`` (works for floats, arrays and tensors).
 
     At normalised strength 1 the largest-|c_j| weight column is fully zeroed by
-    a suppression edit; curves of different SAEs line up on this axis.
+    a suppression edit; curves of different SAEs line up on this axis. The
+    inverse is ``α = s / strength_scale(c)``.
 
     Examples
     --------
     >>> normalized_strength(2.0, torch.tensor([0.1, -0.5, 0.25]))
     1.0
     """
-    return alpha * float(decoder_column.abs().max())
+    return alpha * strength_scale(decoder_column)
 
 
 # =========================================================================== files
@@ -375,7 +396,7 @@ def sweep(train_acts: torch.Tensor, val_acts: torch.Tensor, latents: Sequence[in
 
     ``options`` go to :func:`train_sae` (activation, epochs, seed, ...). Returns
     one row per point: ``d_latent, l1`` and the metrics of :func:`sae_metrics`
-    (``fvu, mse, l0, l1_norm, dead_fraction``) on the validation activations.
+    (``fvu, mse, l0, participation, l1_norm, dead_fraction``) on the validation activations.
     """
     from tqdm.auto import tqdm
 
@@ -385,19 +406,22 @@ def sweep(train_acts: torch.Tensor, val_acts: torch.Tensor, latents: Sequence[in
         model, _ = train_sae(train_acts, d, lam, progress=False, **options)
         m = sae_metrics(model, val_acts)
         rows.append({"d_latent": d, "l1": lam, "fvu": m["fvu"], "mse": m["mse"], "l0": m["l0"],
-                     "l1_norm": m["l1"], "dead_fraction": m["dead_fraction"]})
+                     "participation": m["participation"], "l1_norm": m["l1"], "dead_fraction": m["dead_fraction"]})
     return pd.DataFrame(rows)
 
 
-def select_l1(sweep_table: pd.DataFrame, d_latent: int, max_fvu: float) -> float:
+def select_l1(sweep_table: pd.DataFrame, d_latent: int, max_fvu: float) -> tuple[float, bool]:
     """The largest λ₁ of a sweep, at latent size ``d_latent``, whose validation FVU is at most ``max_fvu``.
 
     The sparsest autoencoder that still reconstructs faithfully: SALVE reads its
     edits off the decoder, so reconstruction is not traded away for sparsity.
-    Falls back to the smallest λ₁ when none qualifies.
+    Returns ``(λ₁, qualified)``; when no λ₁ meets the bound, the one with the
+    lowest FVU and ``qualified=False``, so that the caller can say so.
     """
     rows = sweep_table[sweep_table["d_latent"] == d_latent]
     if rows.empty:
         raise ValueError(f"d_latent={d_latent} is not in the sweep (sizes: {sorted(sweep_table['d_latent'].unique())})")
     ok = rows[rows["fvu"] <= max_fvu]
-    return float(ok["l1"].max() if len(ok) else rows["l1"].min())
+    if len(ok):
+        return float(ok["l1"].max()), True
+    return float(rows.loc[rows["fvu"].idxmin(), "l1"]), False

@@ -150,3 +150,15 @@ def test_cifar100_missing_skips_cleanly_with_a_clear_error(tmp_path, monkeypatch
 def test_load_dataset_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match="unknown dataset"):
         data.load_dataset("mnist", "train", 32)
+
+
+def _cifar_root() -> str | None:
+    root = os.environ.get("SALVE_DATA_ROOT")
+    return root if root and os.path.isdir(os.path.join(root, "cifar-100-python")) else None
+
+
+@pytest.mark.skipif(_cifar_root() is None, reason="needs SALVE_DATA_ROOT with cifar-100-python/ (offline copy)")
+def test_real_cifar100_loads_with_names() -> None:
+    train = data.load_cifar100("train")
+    assert len(train) == 50000 and train.images.shape[1:] == (3, 32, 32) and len(train.classes) == 100
+    assert "aquarium fish" in train.classes  # underscores become spaces

@@ -73,7 +73,7 @@ def test_shared_features_finds_the_planted_tower_and_matches_slow_score():
 
 def test_shared_features_rejects_unknown_classes():
     mu = torch.rand(3, 4)
-    with pytest.raises(ValueError, match="valid names: a, b, c"):
+    with pytest.raises(ValueError, match="valid classes: a, b, c"):
         shared_features(mu, ["a", "zebra"], class_names=["a", "b", "c"])
     with pytest.raises(ValueError, match="classes"):
         shared_features(mu, [0, 5])

@@ -1,0 +1,127 @@
+"""Report-level helpers: curves on a strength grid, operating points, α_crit summaries, baselines, seeds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from salve_utils import baselines, editing, features, sae as sae_lib
+from salve_utils.activations import Activations
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Activations of 3 classes that a linear head separates, and an SAE trained on them."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 12, generator=g) * 3
+    labels = torch.arange(3).repeat_interleave(40)
+    x = centres[labels] + torch.randn(len(labels), 12, generator=g)
+    weight, bias = centres.clone(), -torch.ones(3)  # logits cross zero under suppression
+    acts = Activations(x, labels, x.clone(), labels.clone(), ["a", "b", "c"], weight, bias, {"size": 8})
+    ae, _ = sae_lib.train_sae(x, 6, 1e-3, epochs=30, seed=0, device="cpu", progress=False)
+    return acts, ae
+
+
+def test_feature_curves_use_the_exact_strength_grid_and_match_edit_curve(toy) -> None:
+    acts, ae = toy
+    strengths = np.linspace(0, 3, 7)
+    curves = editing.feature_curves(acts, ae, {"f2": 2}, strengths, "suppress")
+    assert sorted(curves["strength"].unique()) == list(strengths)  # not rebuilt in float32
+    column = ae.decoder_column(2).detach()
+    scale = sae_lib.strength_scale(column)
+    direct = editing.edit_curve(acts.val, acts.val_labels, acts.weight, acts.bias, column,
+                                torch.as_tensor(strengths / scale), "suppress", acts.classes)
+    assert np.allclose(curves["accuracy"].to_numpy(), direct["accuracy"].to_numpy())
+    change = editing.accuracy_change(curves, at_strength=3.0)
+    assert (change["strength"] == 3.0).all()
+
+
+def _synthetic_curves() -> pd.DataFrame:
+    rows = []
+    for s in (0.0, 1.0, 2.0):
+        # class a falls 1.0 -> 0.5 -> 0.0, the others hold at 0.9 / 0.8; class b never falls
+        for role, falling in (("dominant:a", "a"), ("dominant:b", None)):
+            for cls, base in (("a", 1.0), ("b", 0.9), ("c", 0.8)):
+                acc = base - 0.5 * s if cls == falling else base
+                rows.append({"feature_role": role, "feature": 0, "direction": "suppress", "strength": s,
+                             "alpha": s, "class": cls, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def test_operating_points_report_the_first_strength_and_the_others() -> None:
+    points = editing.operating_points(_synthetic_curves(), target_accuracy=0.05).set_index("class")
+    assert points.loc["a", "strength"] == 2.0
+    assert points.loc["a", "others_accuracy"] == pytest.approx(0.85)
+    assert points.loc["a", "others_worst"] == pytest.approx(0.8)
+    assert math.isnan(points.loc["b", "strength"]) and points.loc["b", "target_accuracy"] == pytest.approx(0.9)
+
+
+def test_alpha_crit_summary_and_agreement_ignore_images_already_at_zero() -> None:
+    table = pd.DataFrame({
+        "class": ["a"] * 4, "feature": 0, "sample": range(4),
+        "analytic": [0.0, 1.0, 2.0, math.inf], "numerical": [0.0, 1.0, 3.0, math.inf],
+        "flip": [0.0, 0.5, 1.0, 2.0], "empirical": [math.nan, 1.0001, math.nan, math.nan], "max_abs_c": 2.0,
+    })
+    summary = editing.alpha_crit_summary(table).iloc[0]
+    assert summary["median_numerical"] == pytest.approx(2 * 2.0)  # median of (1, 3) x scale 2; the 0 is left out
+    assert summary["frac_zero"] == 0.25 and summary["frac_never"] == 0.25
+    agree = editing.alpha_crit_agreement(table)
+    assert agree["n_finite"] == 2 and agree["frac_exact"] == 0.5
+    assert agree["frac_analytic_below"] == 0.5 and agree["frac_analytic_above"] == 0.0
+    assert agree["median_rel_diff"] == pytest.approx(1e-4)
+
+
+def test_alpha_crit_table_refuses_misaligned_images(toy) -> None:
+    from salve_utils.data import ImageSet
+
+    acts, ae = toy
+    images = ImageSet(torch.zeros(len(acts.val_labels), 3, 8, 8, dtype=torch.uint8), acts.val_labels.flip(0),
+                      acts.classes)
+    with pytest.raises(ValueError, match="not the validation set"):
+        editing.alpha_crit_table(acts, ae, {"a": 0}, model=object(), images=images, empirical_per_class=1)
+
+
+def test_select_l1_says_when_no_lambda_qualifies() -> None:
+    sweep = pd.DataFrame({"d_latent": [8, 8, 8], "l1": [0.1, 1.0, 10.0], "fvu": [0.05, 0.08, 0.3]})
+    assert sae_lib.select_l1(sweep, 8, 0.1) == (1.0, True)
+    assert sae_lib.select_l1(sweep, 8, 0.01) == (0.1, False)
+    with pytest.raises(ValueError, match="not in the sweep"):
+        sae_lib.select_l1(sweep, 16, 0.1)
+
+
+def test_participation_ratio_counts_effective_latents() -> None:
+    identity = sae_lib.SparseAutoencoder(4, 4)
+    with torch.no_grad():
+        for layer in (identity.encoder, identity.decoder):
+            layer.weight.copy_(torch.eye(4))
+            layer.bias.zero_()
+    assert sae_lib.sae_metrics(identity, torch.eye(4))["participation"] == pytest.approx(1.0)  # one latent each
+    assert sae_lib.sae_metrics(identity, torch.ones(4, 4))["participation"] == pytest.approx(4.0)  # all equal
+
+
+def test_compare_methods_scores_salve_and_the_baselines(toy) -> None:
+    acts, ae = toy
+    scores = baselines.compare_methods(acts, ae, 2, "a", strength=2.0, steering_strengths=[0.5, 1.0, 100.0])
+    assert scores["method"].str.startswith("SALVE").iloc[0] and len(scores) == 4
+    column = ae.decoder_column(2).detach()
+    w = editing.edit_weights(acts.weight, column, 2.0 / sae_lib.strength_scale(column))
+    salve_acc = float(((acts.val @ w.T + acts.bias).argmax(1) == acts.val_labels)[acts.val_labels == 0].float().mean())
+    assert scores.iloc[0]["target_acc_after"] == pytest.approx(salve_acc)
+    zero = scores[scores["method"] == "zero the target row"].iloc[0]
+    assert zero["target_acc_after"] <= scores.iloc[0]["target_acc_before"]
+
+
+def test_seed_study_includes_the_reference_and_compares_the_others(toy) -> None:
+    acts, ae = toy
+    meta = {"seed": 0, "l1": 1e-3, "train_options": {"epochs": 30, "seed": 0, "device": "cpu"}}
+    study = features.seed_study(acts, ae, meta, n_seeds=2, strengths=[0.0, 1.0], progress=False)
+    assert sorted(study["matches"]["seed"].unique()) == [0, 1]
+    ref = study["matches"][study["matches"]["reference"]]
+    assert (ref["cosine"] > 0.999).all()  # the reference agrees with itself
+    assert set(study["curves"]["seed"]) == {0, 1} and not math.isnan(study["rank_agreement"])
+    spread = features.seed_spread(study["alpha_medians"])
+    assert set(spread.index) == {"a", "b", "c"}
