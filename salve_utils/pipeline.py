@@ -451,6 +451,21 @@ def _provenance_cell(meta: dict[str, Any]):
     return cell
 
 
+def _scope_figure_labels(nb, node: str) -> None:
+    """Prefix figure labels (``mystnb.figure.name``) and their ``{numref}`` references with the node name.
+
+    A notebook that backs several nodes (one per backbone) would otherwise define
+    the same label twice in the book.
+    """
+    for cell in nb.cells:
+        figure = cell.get("metadata", {}).get("mystnb", {}).get("figure")
+        if figure and figure.get("name"):
+            figure["name"] = f"{node}-{figure['name']}"
+        if cell.cell_type == "markdown":
+            cell.source = re.sub(r"\{numref\}`(fig-[\w-]+)`", lambda m: f"{{numref}}`{node}-{m.group(1)}`",
+                                 cell.source)
+
+
 def _execute(p: Plan, name: str) -> dict[str, Any]:
     """Run one node with papermill; publish its executed copy only on success."""
     import nbformat
@@ -495,6 +510,7 @@ def _execute(p: Plan, name: str) -> dict[str, Any]:
         "wall_seconds": round(wall, 1), "outputs": outputs,
     }
     nb.metadata["salve"] = meta
+    _scope_figure_labels(nb, name)
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
     nb.cells.insert(first_md + 1, _provenance_cell(meta))
     dest = chapter_path(p.root, name)
