@@ -23,6 +23,15 @@ def planted_small():
     return make_planted_parts("train", 32, n_per_class=8, seed=0), make_planted_parts("val", 32, n_per_class=4)
 
 
+@pytest.fixture(scope="module")
+def resnet():
+    """A ResNet-18 with the CIFAR stem for 32 px images of three classes, in eval mode."""
+    from salve_utils.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("resnet18", ["a", "b", "c"], image_size=32, stem="cifar").eval()
+
+
 def imagenette_root() -> str | None:
     root = os.environ.get("SALVE_DATA_ROOT")
     return root if root and os.path.isdir(os.path.join(root, "imagenette2")) else None

@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 
 from salve_utils.actmax import activation_maximization, maximize
 from salve_utils.gradfam import class_target, latent_target
 from salve_utils.models import build_model
+from salve_utils.sae import SparseAutoencoder
 
 CLASSES = ["a", "b", "c"]
 # 32 px images: a 2 px jitter plays the part of the default 8 px at 128 px
 FAST = {"steps": 20, "jitter": 2, "progress": False, "device": "cpu"}
 
 
-class LinearSAE(nn.Module):
-    """Stand-in for ``salve_utils.sae.SparseAutoencoder``: ``z = E a + b_e``."""
-
-    def __init__(self, d_in: int, d_latent: int) -> None:
-        super().__init__()
-        self.encoder = nn.Linear(d_in, d_latent)
-
-    def encode(self, a: torch.Tensor) -> torch.Tensor:
-        return self.encoder(a)
-
-
-@pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    return build_model("resnet18", CLASSES, image_size=32, stem="cifar").eval()
-
-
 @pytest.fixture(scope="module")
 def sae(resnet):
     torch.manual_seed(1)
-    sae = LinearSAE(resnet.num_features, 8)
+    sae = SparseAutoencoder(resnet.num_features, 8, activation="linear")
     with torch.no_grad():
         sae.encoder.weight.mul_(10)  # latents that vary by O(1), as for a trained backbone and SAE
     return sae

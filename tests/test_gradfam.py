@@ -5,30 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from salve_utils.gradfam import class_target, grad_cam, grad_fam, latent_target, overlay
 from salve_utils.models import build_model
+from salve_utils.sae import SparseAutoencoder
 
 CLASSES = ["a", "b", "c"]
-
-
-class LinearSAE(nn.Module):
-    """Stand-in for ``salve_utils.sae.SparseAutoencoder`` (linear activation): ``z = E a + b_e``."""
-
-    def __init__(self, d_in: int, d_latent: int) -> None:
-        super().__init__()
-        self.encoder = nn.Linear(d_in, d_latent)
-
-    def encode(self, a: torch.Tensor) -> torch.Tensor:
-        return self.encoder(a)
-
-
-@pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    return build_model("resnet18", CLASSES, image_size=32, stem="cifar").eval()
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +34,7 @@ def _layer4(model, images):
 
 def test_closed_form_for_pooled_resnet_and_linear_encoder(resnet, images):
     torch.manual_seed(2)
-    sae = LinearSAE(resnet.num_features, 6)
+    sae = SparseAutoencoder(resnet.num_features, 6, activation="linear")
     with torch.no_grad():
         sae.encoder.weight[0].abs_()  # one latent that surely has positive evidence
         A = _layer4(resnet, images)
@@ -70,7 +53,7 @@ def test_closed_form_for_pooled_resnet_and_linear_encoder(resnet, images):
 
 
 def test_grad_fam_of_a_head_row_is_grad_cam_of_that_class(resnet, images):
-    sae = LinearSAE(resnet.num_features, 4)
+    sae = SparseAutoencoder(resnet.num_features, 4, activation="linear")
     k, feature = 1, 1
     with torch.no_grad():
         sae.encoder.weight[feature] = resnet.head.weight[k]
@@ -81,8 +64,8 @@ def test_grad_fam_of_a_head_row_is_grad_cam_of_that_class(resnet, images):
 
 def test_sign_flips_the_target(resnet, images):
     torch.manual_seed(3)
-    sae = LinearSAE(resnet.num_features, 4)
-    neg = LinearSAE(resnet.num_features, 4)
+    sae = SparseAutoencoder(resnet.num_features, 4, activation="linear")
+    neg = SparseAutoencoder(resnet.num_features, 4, activation="linear")
     with torch.no_grad():
         neg.encoder.weight.copy_(-sae.encoder.weight)
         neg.encoder.bias.copy_(-sae.encoder.bias)
@@ -91,7 +74,7 @@ def test_sign_flips_the_target(resnet, images):
 
 def test_vit_maps_from_tokens_entering_the_last_block_are_nonzero(vit, images):
     torch.manual_seed(4)
-    sae = LinearSAE(vit.num_features, 6)
+    sae = SparseAutoencoder(vit.num_features, 6, activation="linear")
     heat = grad_fam(vit, sae, images, 3)
     assert heat.shape == (2, 32, 32)
     assert torch.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
@@ -105,7 +88,7 @@ def test_vit_maps_from_tokens_entering_the_last_block_are_nonzero(vit, images):
 def test_hooks_are_removed_even_when_the_target_raises(arch, request, images):
     model = request.getfixturevalue(arch)
     layer = model.gradcam_layer
-    grad_fam(model, LinearSAE(model.num_features, 4), images, 0)
+    grad_fam(model, SparseAutoencoder(model.num_features, 4, activation="linear"), images, 0)
 
     def broken(a):
         raise RuntimeError("boom")
@@ -118,7 +101,7 @@ def test_hooks_are_removed_even_when_the_target_raises(arch, request, images):
 
 
 def test_bad_arguments_raise(resnet, images):
-    sae = LinearSAE(resnet.num_features, 4)
+    sae = SparseAutoencoder(resnet.num_features, 4, activation="linear")
     with pytest.raises(ValueError, match="feature"):
         grad_fam(resnet, sae, images, 4)
     with pytest.raises(ValueError, match="feature"):
