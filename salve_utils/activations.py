@@ -19,7 +19,7 @@ import torch
 
 from .data import ImageSet, class_index
 from .models import SalveNet, predict_logits
-from .runtime import atomic_path, cache_dir, hash_file, hash_json, torch_load
+from .runtime import atomic_path, cache_dir, hash_file, hash_json, load_artifact
 
 __all__ = ["Activations", "cached_activations", "compute_activations", "extract_activations",
            "load_activations", "save_activations"]
@@ -100,10 +100,9 @@ def save_activations(acts: Activations, path: str | os.PathLike) -> Path:
 
 def load_activations(path: str | os.PathLike) -> Activations:
     """Read activations written by :func:`save_activations`."""
-    blob = torch_load(path)
-    if not isinstance(blob, dict) or blob.pop("format", None) != FORMAT:
-        raise ValueError(f"{path} is not a SALVE activations file (format {FORMAT}); "
-                         "write it with save_activations or cached_activations")
+    blob = load_artifact(path, FORMAT, "SALVE activations file",
+                         "; write it with save_activations or cached_activations")
+    blob.pop("format")
     return Activations(**blob)
 
 

@@ -33,7 +33,7 @@ import torchvision
 from tqdm.auto import tqdm
 
 from .data import ImageSet, batches, center_resize, random_resized_crop_flip
-from .runtime import atomic_path, cache_dir, default_device, hash_json, torch_load
+from .runtime import atomic_path, cache_dir, default_device, hash_json, load_artifact, torch_load
 
 __all__ = [
     "ARCHITECTURES",
@@ -245,12 +245,7 @@ def load_model(path: str | os.PathLike, arch: str | None = None, num_classes: in
     ``arch`` and ``num_classes``, when given, are checked against the checkpoint
     and a mismatch raises a ``ValueError`` that says what the file holds.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    blob = torch_load(path)
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a SALVE backbone checkpoint (format {CHECKPOINT_FORMAT})")
+    blob = load_artifact(path, CHECKPOINT_FORMAT, "SALVE backbone checkpoint")
     if arch is not None and blob["arch"] != arch:
         raise ValueError(f"{path} holds a {blob['arch']} checkpoint, not {arch}")
     if num_classes is not None and len(blob["classes"]) != num_classes:

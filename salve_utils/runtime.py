@@ -110,6 +110,21 @@ def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def load_artifact(path: str | os.PathLike, fmt: str, what: str, hint: str = "") -> dict[str, Any]:
+    """Read a dict that SALVE wrote with ``{"format": fmt, ...}``, safely (``weights_only=True``).
+
+    A missing file raises ``FileNotFoundError``; a file that is not a ``fmt``
+    artifact raises ``ValueError`` naming ``what`` it should have been (plus ``hint``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    blob = torch_load(path)
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise ValueError(f"{path} is not a {what} (format {fmt}){hint}")
+    return blob
+
+
 # --------------------------------------------------------------------------- hashes
 
 

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .runtime import atomic_path, default_device, torch_load
+from .runtime import atomic_path, default_device, load_artifact
 
 __all__ = [
     "ACTIVATIONS",
@@ -379,12 +379,7 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, **meta: Any) -> Pa
 
 def load_sae(path: str | os.PathLike) -> tuple[SparseAutoencoder, dict[str, Any]]:
     """Rebuild an SAE written by :func:`save_sae`; returns ``(sae, meta)`` (CPU, eval mode)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no SAE file at {path}")
-    blob = torch_load(path)
-    if not isinstance(blob, dict) or blob.get("format") != SAE_FORMAT:
-        raise ValueError(f"{path} is not a SALVE SAE file (format {SAE_FORMAT})")
+    blob = load_artifact(path, SAE_FORMAT, "SALVE SAE file")
     sae = SparseAutoencoder(blob["d_in"], blob["d_latent"], blob["activation"], blob["k"], blob["unit_norm_decoder"])
     sae.load_state_dict(blob["state_dict"])
     return sae.eval(), dict(blob["meta"])
