@@ -46,6 +46,7 @@ __all__ = [
     "center_resize",
     "class_index",
     "data_root",
+    "dataset_classes",
     "dataset_from_spec",
     "download_imagenette",
     "load_cifar100",
@@ -78,6 +79,10 @@ IMAGENETTE_ARCHIVES: dict[str, tuple[str, str]] = {
 }
 _IMAGENETTE_DIRS = {"full": "imagenette2", "320px": "imagenette2-320", "160px": "imagenette2-160"}
 _SPLITS = ("train", "val")
+#: How the offline CIFAR-100 copy was split (its README): not the official partition.
+CIFAR100_OFFLINE_SPLIT = ("offline copy: all 60,000 CIFAR-100 images, split 500/100 per class by a fixed seeded "
+                          "shuffle, not the official train/test partition")
+_IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".webp"}
 
 
 def class_index(classes: Sequence[str], name: str | int) -> int:
@@ -105,6 +110,8 @@ class ImageSet:
     name, split : where it came from
     parts, part_labels : for synthetic data, the planted part names and a bool
         tensor ``(N, len(parts))`` saying which parts each image contains
+    source : which copy and split the images came from, in words (e.g. the
+        official partition or a seeded re-split), for the chapters to print
     """
 
     images: torch.Tensor
@@ -114,6 +121,7 @@ class ImageSet:
     split: str = ""
     parts: list[str] = field(default_factory=list)
     part_labels: torch.Tensor | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -141,7 +149,7 @@ class ImageSet:
         index = torch.as_tensor(index, dtype=torch.long)
         return ImageSet(
             self.images[index], self.labels[index], list(self.classes), self.name, self.split, list(self.parts),
-            None if self.part_labels is None else self.part_labels[index],
+            None if self.part_labels is None else self.part_labels[index], self.source,
         )
 
     def per_class(self, n: int, seed: int = 0) -> "ImageSet":
@@ -270,7 +278,12 @@ def _decode_one(args: tuple[str, int, str | None]) -> np.ndarray:
         raise OSError(f"checksum mismatch for {path}: the local copy is damaged; restore it from the source")
     import io
 
-    with Image.open(io.BytesIO(data)) as im:
+    try:
+        im = Image.open(io.BytesIO(data))
+        im.load()
+    except OSError as err:
+        raise OSError(f"cannot decode {path}: {err}; the local copy is damaged, restore it from the source") from None
+    with im:
         im = im.convert("RGB")  # greyscale and CMYK images become RGB
         w, h = im.size
         scale = size / min(w, h)
@@ -282,23 +295,33 @@ def _decode_one(args: tuple[str, int, str | None]) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
-def _decode_folder(folder: Path, split: str, size: int, classes: dict[str, str], workers: int) -> ImageSet:
-    wnids = sorted(classes)
+def _decode_folder(folder: Path, split: str, size: int, classes: dict[str, str], workers: int,
+                   name: str = "imagenette", split_dir: str | None = None) -> ImageSet:
+    """Decode ``folder/<split_dir>/<class dir>/*`` (class dirs in sorted order = label order) at ``size`` px.
+
+    ``classes`` maps each class folder to its readable name. Every file is checked
+    against the SHA-256 list published beside the copy (``<folder>.sha256``), when
+    there is one; a missing class folder or an unreadable image names the file.
+    """
+    dirs = sorted(classes)
     files: list[tuple[Path, int]] = []
-    for label, wnid in enumerate(wnids):
-        class_dir = folder / split / wnid
+    for label, d in enumerate(dirs):
+        class_dir = folder / (split_dir or split) / d
         if not class_dir.is_dir():
-            raise FileNotFoundError(f"{class_dir} is missing: the Imagenette copy at {folder} is incomplete")
-        files += [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in {".jpeg", ".jpg", ".png"}]
+            raise FileNotFoundError(f"{class_dir} is missing: the {name} copy at {folder} is incomplete")
+        found = [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in _IMAGE_SUFFIXES]
+        if not found:
+            raise FileNotFoundError(f"{class_dir} holds no images: the {name} copy at {folder} is incomplete")
+        files += found
     sums = _read_checksums(folder)
     jobs = [(str(p), size, sums.get(p.relative_to(folder).as_posix())) for p, _ in files]
     images = np.empty((len(jobs), 3, size, size), dtype=np.uint8)
-    desc = f"decode imagenette {split} @{size}px"
+    desc = f"decode {name} {split} @{size}px"
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for i, arr in enumerate(tqdm(pool.map(_decode_one, jobs, chunksize=64), total=len(jobs), desc=desc)):
             images[i] = arr
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    return ImageSet(torch.from_numpy(images), labels, [classes[w] for w in wnids], "imagenette", split)
+    return ImageSet(torch.from_numpy(images), labels, [classes[d] for d in dirs], name, split)
 
 
 def _listing_key(folder: Path, split: str) -> str:
@@ -345,23 +368,78 @@ def load_imagenette(
     return _cached(key, lambda: _decode_folder(folder, split, size, IMAGENETTE_CLASSES, workers))
 
 
-def load_cifar100(split: str, root: str | os.PathLike | None = None, download: bool = False) -> ImageSet:
-    """CIFAR-100 ``split`` ("train" or "val"/"test") at its native 32 px, with its 100 fine class names."""
+def load_cifar100(split: str, root: str | os.PathLike | None = None, download: bool = False,
+                  workers: int | None = None) -> ImageSet:
+    """CIFAR-100 ``split`` ("train" or "val"/"test") at its native 32 px, with its 100 fine class names.
+
+    Two sources are accepted, in this order:
+
+    * ``<root>/cifar100/{train,test}/<fine label>/*.webp`` -- the offline copy
+      (lossless WebP, exact pixels, every file checked against ``cifar100.sha256``).
+      Its train/test partition is a *seeded 500/100 split per class, not the official
+      one*: ``ImageSet.source`` says so and the chapters print it.
+    * ``<root>/cifar-100-python`` -- torchvision's official archive (``download=True``
+      fetches it, checksummed by torchvision); ``source`` is ``"official"``.
+
+    Decoded images are cached like Imagenette's.
+    """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test' (= val), got {split!r}")
-    from torchvision.datasets import CIFAR100
-
+    out_split = "val" if split != "train" else "train"
     base = data_root(root)
+    folder = next((c for c in (base / "cifar100", base) if (c / "train").is_dir() and (c / "test").is_dir()
+                   and (c / "train" / "apple").is_dir()), None)
+    if folder is not None:
+        key = {"dataset": "cifar100", "split": out_split, "size": 32,
+               "listing": _listing_key(folder, "test" if out_split == "val" else "train"), "v": 1}
+        classes = {d.name: d.name.replace("_", " ") for d in (folder / "train").iterdir() if d.is_dir()}
+        workers = workers or max(1, (os.cpu_count() or 1))
+        data = _cached(key, lambda: _decode_folder(folder, out_split, 32, classes, workers, name="cifar100",
+                                                   split_dir="test" if out_split == "val" else "train"))
+        data.source = CIFAR100_OFFLINE_SPLIT
+        return data
     if not (base / "cifar-100-python").is_dir() and not download:
         raise FileNotFoundError(
-            f"CIFAR-100 not found: looked for {base}/cifar-100-python. Fix: pass download=True, or set "
-            "SALVE_DATA_ROOT to a folder that holds cifar-100-python/."
+            f"CIFAR-100 not found: looked for {base}/cifar100/{{train,test}}/<label>/*.webp (the offline copy) and "
+            f"{base}/cifar-100-python (torchvision's archive). Fix: pass data_options={{download: true}} to fetch "
+            "the official archive, or set SALVE_DATA_ROOT to a folder holding one of them, e.g. "
+            "`export SALVE_DATA_ROOT=../shared/data` on the offline machines."
         )
+    from torchvision.datasets import CIFAR100
+
     ds = CIFAR100(str(base), train=split == "train", download=download)
     images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
     classes = [c.replace("_", " ") for c in ds.classes]
-    return ImageSet(images, torch.tensor(ds.targets, dtype=torch.long), classes, "cifar100",
-                    "val" if split != "train" else "train")
+    return ImageSet(images, torch.tensor(ds.targets, dtype=torch.long), classes, "cifar100", out_split,
+                    source="official")
+
+
+#: CIFAR-100's fine labels in label order (official spelling, ``_`` read as a space).
+CIFAR100_CLASSES: list[str] = [c.replace("_", " ") for c in (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can "
+    "castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin "
+    "elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster "
+    "man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck "
+    "pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk "
+    "skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger "
+    "tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm").split()]
+
+
+def dataset_classes(name: str, **options) -> list[str]:
+    """The class names of a dataset, in label order, without loading any image.
+
+    >>> dataset_classes("imagenette")[:2]
+    ['tench', 'English springer']
+    >>> len(dataset_classes("cifar100"))
+    100
+    """
+    if name == "imagenette":
+        return list(IMAGENETTE_CLASSES.values())
+    if name == "cifar100":
+        return list(CIFAR100_CLASSES)
+    if name == "planted":
+        return list(PLANTED_CLASSES)
+    raise ValueError(f"unknown dataset {name!r}; choose 'imagenette', 'cifar100' or 'planted'")
 
 
 def load_dataset(name: str, split: str, size: int, seed: int = 0, **kwargs) -> ImageSet:
@@ -391,7 +469,8 @@ def dataset_from_spec(spec: dict, split: str) -> ImageSet:
 
 def _resized(data: ImageSet, size: int) -> ImageSet:
     images = torch.cat([center_resize(b, size).mul(255).round().to(torch.uint8) for b in data.images.split(512)])
-    return ImageSet(images, data.labels, data.classes, data.name, data.split, data.parts, data.part_labels)
+    return ImageSet(images, data.labels, data.classes, data.name, data.split, data.parts, data.part_labels,
+                    data.source)
 
 
 # =========================================================================== synthetic planted parts

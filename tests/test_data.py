@@ -143,7 +143,7 @@ def test_real_imagenette_counts() -> None:
 
 def test_cifar100_missing_skips_cleanly_with_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SALVE_DATA_ROOT", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="cifar-100-python"):
+    with pytest.raises(FileNotFoundError, match="cifar100/.*cifar-100-python.*SALVE_DATA_ROOT"):
         data.load_cifar100("train")
 
 
@@ -154,11 +154,51 @@ def test_load_dataset_rejects_unknown_names() -> None:
 
 def _cifar_root() -> str | None:
     root = os.environ.get("SALVE_DATA_ROOT")
-    return root if root and os.path.isdir(os.path.join(root, "cifar-100-python")) else None
+    ok = root and any(os.path.isdir(os.path.join(root, d)) for d in ("cifar-100-python", "cifar100"))
+    return root if ok else None
 
 
-@pytest.mark.skipif(_cifar_root() is None, reason="needs SALVE_DATA_ROOT with cifar-100-python/ (offline copy)")
-def test_real_cifar100_loads_with_names() -> None:
-    train = data.load_cifar100("train")
-    assert len(train) == 50000 and train.images.shape[1:] == (3, 32, 32) and len(train.classes) == 100
-    assert "aquarium fish" in train.classes  # underscores become spaces
+@pytest.mark.skipif(_cifar_root() is None, reason="needs SALVE_DATA_ROOT with cifar100/ or cifar-100-python/")
+def test_real_cifar100_loads_with_names_and_exact_pixels() -> None:
+    val = data.load_cifar100("test")
+    assert len(val) == 10000 and val.images.shape[1:] == (3, 32, 32) and val.classes == data.CIFAR100_CLASSES
+    assert val.labels.bincount().tolist() == [100] * 100
+    assert val.source  # the chapters print which copy and split this is
+    folder = Path(_cifar_root()) / "cifar100" / "test" / "apple"
+    if folder.is_dir():  # the offline copy: lossless WebP decodes to CIFAR's exact bytes
+        first = np.asarray(Image.open(sorted(folder.iterdir())[0]).convert("RGB")).transpose(2, 0, 1)
+        assert torch.equal(val.images[0], torch.from_numpy(first.copy()))
+
+
+def test_cifar100_offline_folder_is_read_checked_and_named(tmp_path, monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    lines = []
+    for split in ("train", "test"):
+        for cls in ("apple", "aquarium_fish"):
+            d = tmp_path / "cifar100" / split / cls
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f"{i:04d}.webp",
+                                                                                     lossless=True)
+                blob = (d / f"{i:04d}.webp").read_bytes()
+                lines.append(f"{hashlib.sha256(blob).hexdigest()}  cifar100/{split}/{cls}/{i:04d}.webp")
+    (tmp_path / "cifar100.sha256").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("SALVE_DATA_ROOT", str(tmp_path))
+    train = data.load_dataset("cifar100", "train", 32)
+    assert train.classes == ["apple", "aquarium fish"] and len(train) == 6 and "not the official" in train.source
+    pixels = np.asarray(Image.open(tmp_path / "cifar100/train/apple/0000.webp")).transpose(2, 0, 1)
+    assert torch.equal(train.images[0], torch.from_numpy(pixels.copy()))
+    assert data.load_dataset("cifar100", "val", 32).split == "val"
+    # a damaged file is named, not decoded
+    (tmp_path / "cifar100/test/apple/0001.webp").write_bytes(b"not an image")
+    monkeypatch.setenv("SALVE_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    with pytest.raises(OSError, match="0001.webp"):
+        data.load_cifar100("val")
+
+
+def test_dataset_classes_need_no_images() -> None:
+    assert data.dataset_classes("imagenette")[4] == "church"
+    assert len(data.dataset_classes("cifar100")) == 100 and "aquarium fish" in data.dataset_classes("cifar100")
+    assert "spire" in data.dataset_classes("planted")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.dataset_classes("mnist")
