@@ -12,8 +12,11 @@ place SALVE edits it:
 Images enter as float tensors in ``[0, 1]``; the ImageNet normalisation lives
 inside the model, so Grad-FAM and activation maximisation work in pixel space.
 
->>> model = build_model("resnet18", classes=["a", "b"])   # doctest: +SKIP
+>>> model = build_model("resnet18", classes=["a", "b"], image_size=32).eval()
+>>> images = torch.rand(2, 3, 32, 32)
 >>> a = model.features(images); logits = a @ model.head.weight.T + model.head.bias
+>>> torch.allclose(logits, model(images), atol=1e-5)
+True
 """
 
 from __future__ import annotations
