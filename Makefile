@@ -1,6 +1,7 @@
 # The SALVE reproducible report.
 #   make book [PROFILE=cpu|smoke|paper]   run the pipeline for a profile, then build the book
-#   make html                             build the book from what is in book/ (no re-running)
+#   make html [PROFILE=...]               build the book from a profile's executed chapters (no re-running;
+#                                         default: the committed reference edition, cpu)
 #   make test                             unit tests + the whole smoke pipeline + a book build
 #   make bench                            speed benchmarks (print ratios)
 #   make clean                            remove the built book and pipeline scratch files
@@ -28,8 +29,9 @@ book: $(STAMP)
 	$(MAKE) --no-print-directory html
 
 html: $(STAMP)
-	$(PY) -m salve_utils.pipeline errors
-	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet
+	$(PY) -m salve_utils.pipeline errors --profile $(PROFILE)
+	$(PY) -m salve_utils.pipeline toc --profile $(PROFILE) --out _build/toc/$(PROFILE).yml
+	$(VENV)/bin/jupyter-book build . --toc _build/toc/$(PROFILE).yml --warningiserror --keep-going --quiet
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from .activations import Activations
 
 __all__ = [
+    "part_assignment",
+    "part_suppression",
+    "dominant_sharing",
     "class_mean_latents",
     "dominant_features",
     "match_features",
@@ -164,6 +167,42 @@ def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names:
     return pd.DataFrame(rows, columns=columns)
 
 
+def dominant_sharing(mu: torch.Tensor, classes: Sequence[str] | None = None,
+                     threshold: float = 0.5) -> pd.DataFrame:
+    """How many other classes load on each class's dominant feature.
+
+    With the normalised loading ``ρ_{j,l} = |μ_{j,l}| / max_l' |μ_{j,l'}|``, class
+    ``j`` *loads on* feature ``l`` when ``ρ_{j,l} ≥ threshold``. For every class
+    ``k`` with dominant feature ``l*_k = argmax_l |μ_{k,l}|`` this counts the other
+    classes that load on ``l*_k`` (a feature with a count above 0 is shared, like
+    the paper's Tower).
+
+    Returns
+    -------
+    DataFrame with one row per class: ``class, feature, n_sharing`` (other classes
+    loading on its dominant feature) and ``sharing`` (their names, ``;``-joined).
+
+    Examples
+    --------
+    >>> mu = torch.tensor([[5.0, 0.0, 3.0], [0.0, 4.0, 2.0], [0.0, 0.1, 6.0]])
+    >>> dominant_sharing(mu, ["a", "b", "c"])[["class", "feature", "n_sharing"]].values.tolist()
+    [['a', 0, 0], ['b', 1, 0], ['c', 2, 2]]
+    """
+    mu = _check_mu(mu).detach().cpu().double()
+    names = _check_names(classes, mu.shape[0], "classes") or [str(k) for k in range(mu.shape[0])]
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+    strength = mu.abs()
+    rho = strength / strength.amax(1, keepdim=True).clamp_min(1e-12)
+    top = strength.argmax(1)
+    rows = []
+    for k, l in enumerate(top.tolist()):
+        others = [j for j in range(mu.shape[0]) if j != k and rho[j, l] >= threshold]
+        rows.append({"class": names[k], "feature": l, "n_sharing": len(others),
+                     "sharing": ";".join(names[j] for j in others)})
+    return pd.DataFrame(rows)
+
+
 def _decoder_matrix(decoder: torch.Tensor | SparseAutoencoder, arg: str) -> torch.Tensor:
     if isinstance(decoder, SparseAutoencoder):
         decoder = decoder.decoder.weight
@@ -266,6 +305,58 @@ def part_recovery(z: torch.Tensor, part_labels: torch.Tensor, parts: Sequence[st
     out = pd.DataFrame(rows, columns=["part", "feature", "corr"])
     out["abs_corr"] = out["corr"].abs()
     return out
+
+
+def part_assignment(corr: pd.DataFrame) -> pd.DataFrame:
+    """Match planted parts to latents one-to-one, maximising the summed ``|r|`` (Hungarian assignment).
+
+    :func:`part_recovery` lets two parts claim the same latent; here each latent
+    serves at most one part, so a part is recovered only by a latent *of its own*.
+
+    Parameters
+    ----------
+    corr : parts x latents Pearson ``r`` (:func:`part_correlations`)
+
+    Returns
+    -------
+    DataFrame ``part, feature, corr, abs_corr`` (``feature = -1`` for a part left without a latent).
+
+    Examples
+    --------
+    >>> corr = pd.DataFrame([[0.9, 0.8], [0.7, 0.1]], index=["a", "b"])
+    >>> part_assignment(corr)["feature"].tolist()
+    [1, 0]
+    """
+    r = corr.fillna(0.0).to_numpy(dtype=float)
+    rows_, cols = linear_sum_assignment(-np.abs(r))
+    out = pd.DataFrame({"part": list(corr.index), "feature": -1, "corr": np.nan})
+    for i, j in zip(rows_, cols):
+        out.loc[i, ["feature", "corr"]] = [int(corr.columns[j]), float(r[i, j])]
+    out["feature"] = out["feature"].astype(int)
+    out["abs_corr"] = out["corr"].abs()
+    return out
+
+
+def part_suppression(acts: "Activations", sae: SparseAutoencoder, assignment: pd.DataFrame,
+                     class_parts: dict[str, Sequence[str]], strength: float) -> pd.DataFrame:
+    """Suppress each planted part's latent at normalised ``strength``; per class, the accuracy change.
+
+    The known answer: suppressing the latent of part ``p`` should hurt the classes
+    made with ``p`` (``carries``) and spare the others.
+
+    Returns
+    -------
+    DataFrame ``part, feature, class, carries, before, after, change``.
+    """
+    from .editing import accuracy_change, feature_curves
+
+    roles = {f"part:{row.part}": int(row.feature) for row in assignment.itertuples() if row.feature >= 0}
+    curves = feature_curves(acts, sae, roles, [0.0, float(strength)], "suppress")
+    change = accuracy_change(curves, at_strength=float(strength))
+    change["part"] = change["feature_role"].str.removeprefix("part:")
+    change["feature"] = change["feature_role"].map(roles)
+    change["carries"] = [p in class_parts.get(c, ()) for p, c in zip(change["part"], change["class"])]
+    return change[["part", "feature", "class", "carries", "before", "after", "change"]]
 
 
 def seed_study(acts: "Activations", reference: SparseAutoencoder, reference_meta: dict, n_seeds: int = 10,

@@ -58,15 +58,18 @@ from .runtime import (
 )
 
 __all__ = [
+    "Graph",
     "Node",
     "NodeContext",
     "PipelineError",
     "Plan",
+    "book_toc",
     "load_graph",
     "load_profile",
     "main",
     "plan",
     "run",
+    "write_toc",
 ]
 
 GRAPH_FILE = "notebooks/pipeline.yml"
@@ -82,42 +85,137 @@ class PipelineError(Exception):
 
 # =========================================================================== graph and profiles
 
+#: An edition name: lower-case letters, digits, ``-`` and ``_`` (it becomes a folder name).
+EDITION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
 
 @dataclass
 class Node:
-    """One node of the report: a notebook, its fixed parameters and its upstream nodes (role -> node)."""
+    """One node of the report: a notebook, its fixed parameters and its upstream nodes (role -> node).
+
+    A node of the SALVE chain is instantiated once per edition and named
+    ``<edition>.<chain node>`` (e.g. ``vit-imagenette.control``); a report node
+    (the summary) exists once per profile and may read every edition's nodes.
+    """
 
     name: str
     notebook: str
     upstream: dict[str, str] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     title: str = ""
+    edition: str | None = None
+    chain_node: str | None = None
+
+    @property
+    def relpath(self) -> str:
+        """Where the node's files live below a profile folder: ``<edition>/<chain node>`` or ``<node>``."""
+        return f"{self.edition}/{self.chain_node}" if self.edition else self.name
 
 
-def load_graph(root: Path) -> dict[str, Node]:
-    """Read ``notebooks/pipeline.yml``; check notebooks exist, upstream names resolve and there is no cycle."""
-    path = root / GRAPH_FILE
-    spec = yaml.safe_load(path.read_text()) or {}
-    nodes: dict[str, Node] = {}
-    for name, body in (spec.get("nodes") or {}).items():
-        body = body or {}
-        unknown = set(body) - {"notebook", "upstream", "params", "title"}
-        if unknown:
-            raise PipelineError(f"{GRAPH_FILE}: node {name!r} has unknown key(s) {sorted(unknown)}")
-        nb = body.get("notebook")
-        if not nb or not (root / "notebooks" / nb).is_file():
-            raise PipelineError(f"{GRAPH_FILE}: node {name!r} names notebook {nb!r}, not found in notebooks/")
-        nodes[name] = Node(name, nb, dict(body.get("upstream") or {}), dict(body.get("params") or {}),
-                           body.get("title", ""))
-    for node in nodes.values():
-        for role, up in node.upstream.items():
-            if up not in nodes:
-                raise PipelineError(f"{GRAPH_FILE}: node {node.name!r} has upstream {role}: {up!r}, not a node")
-        clash = set(node.params) & set(RESERVED)
-        if clash:
-            raise PipelineError(f"{GRAPH_FILE}: node {node.name!r} sets reserved parameter(s) {sorted(clash)}")
-    topological_order(nodes)
-    return nodes
+@dataclass
+class Graph:
+    """``notebooks/pipeline.yml``: the chain declared once, the report nodes, and the class-name parameters."""
+
+    chain: dict[str, dict[str, Any]]
+    report: dict[str, dict[str, Any]]
+    class_params: list[str]
+    dataset_param: tuple[str, str]
+
+    def nodes(self, editions: dict[str, dict[str, Any]], datasets: dict[str, str]) -> dict[str, Node]:
+        """Instantiate the chain for every edition (in profile order), then the report nodes."""
+        nodes: dict[str, Node] = {}
+        for edition in editions:
+            for name, body in self.chain.items():
+                only = body.get("datasets")
+                if only and datasets[edition] not in only:
+                    continue
+                nodes[f"{edition}.{name}"] = Node(
+                    f"{edition}.{name}", body["notebook"],
+                    {role: f"{edition}.{up}" for role, up in (body.get("upstream") or {}).items()},
+                    dict(body.get("params") or {}), body.get("title", ""), edition, name)
+        for name, body in self.report.items():
+            upstream = dict(body.get("upstream") or {})
+            for edition in editions:
+                for role, up in (body.get("per_edition") or {}).items():
+                    if f"{edition}.{up}" in nodes:
+                        upstream[f"{edition}.{role}"] = f"{edition}.{up}"
+            nodes[name] = Node(name, body["notebook"], upstream, dict(body.get("params") or {}), body.get("title", ""))
+        for node in nodes.values():
+            for role, up in node.upstream.items():
+                if up not in nodes:
+                    raise PipelineError(f"{GRAPH_FILE}: node {node.name!r} has upstream {role}: {up!r}, not a node")
+        topological_order(nodes)
+        return nodes
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that rejects a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path: Path, root: Path | None = None) -> Any:
+    """Parse a YAML file; a syntax error or a duplicate key names the file and the line."""
+    shown = path.relative_to(root).as_posix() if root and path.is_relative_to(root) else str(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise PipelineError(f"{shown}{where}: {problem}") from None
+
+
+_NODE_KEYS = {"notebook", "upstream", "params", "title", "datasets", "per_edition"}
+
+
+def load_graph(root: Path) -> Graph:
+    """Read ``notebooks/pipeline.yml``; check the notebooks exist and the upstream names resolve."""
+    spec = read_yaml(root / GRAPH_FILE, root) or {}
+    unknown = set(spec) - {"chain", "nodes", "class_params", "edition_dataset"}
+    if unknown:
+        raise PipelineError(f"{GRAPH_FILE}: unknown top-level key(s) {sorted(unknown)}")
+    chain = {k: dict(v or {}) for k, v in (spec.get("chain") or {}).items()}
+    report = {k: dict(v or {}) for k, v in (spec.get("nodes") or {}).items()}
+    for name in set(chain) & set(report):
+        raise PipelineError(f"{GRAPH_FILE}: {name!r} is both a chain node and a report node")
+    for kind, group in (("chain", chain), ("nodes", report)):
+        for name, body in group.items():
+            bad = set(body) - _NODE_KEYS - ({"per_edition"} if kind == "chain" else {"datasets"})
+            bad |= ({"per_edition"} & set(body)) if kind == "chain" else ({"datasets"} & set(body))
+            if bad:
+                raise PipelineError(f"{GRAPH_FILE}: {kind} node {name!r} has unknown key(s) {sorted(bad)}")
+            nb = body.get("notebook")
+            if not nb or not (root / "notebooks" / nb).is_file():
+                raise PipelineError(f"{GRAPH_FILE}: node {name!r} names notebook {nb!r}, not found in notebooks/")
+            clash = set(body.get("params") or {}) & set(RESERVED)
+            if clash:
+                raise PipelineError(f"{GRAPH_FILE}: node {name!r} sets reserved parameter(s) {sorted(clash)}")
+            ups = dict(body.get("upstream") or {}).values()
+            targets = chain if kind == "chain" else report
+            for up in ups:
+                if up not in targets:
+                    raise PipelineError(f"{GRAPH_FILE}: node {name!r} has upstream {up!r}, not a {kind} node")
+            for up in (body.get("per_edition") or {}).values():
+                if up not in chain:
+                    raise PipelineError(f"{GRAPH_FILE}: node {name!r} reads {up!r} per edition, not a chain node")
+    dataset_node, _, dataset_param = str(spec.get("edition_dataset", "backbone.dataset")).partition(".")
+    if chain and dataset_node not in chain:
+        raise PipelineError(f"{GRAPH_FILE}: edition_dataset names {dataset_node!r}, not a chain node")
+    graph = Graph(chain, report, list(spec.get("class_params") or []), (dataset_node, dataset_param))
+    graph.nodes({"e": {}} if chain else {}, {"e": ""})  # upstream names and cycles, checked once
+    return graph
 
 
 def topological_order(nodes: dict[str, Node]) -> list[str]:
@@ -159,17 +257,38 @@ def available_profiles(root: Path) -> list[str]:
 
 
 def load_profile(root: Path, name: str) -> dict[str, Any]:
-    """Read ``notebooks/profiles/<name>.yml``: ``description``, common ``params`` and per-node ``nodes``."""
+    """Read ``notebooks/profiles/<name>.yml``.
+
+    Keys: ``description``; ``params`` (every notebook that declares them);
+    ``nodes`` (per node: a report node, or a chain node whose values every edition
+    shares); ``editions`` (name -> ``title`` and per-chain-node values).
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+        raise PipelineError(f"profile name {name!r} must be a plain name (letters, digits, - and _), not a path; "
+                            f"available: {', '.join(available_profiles(root))}")
     path = root / PROFILES_DIR / f"{name}.yml"
     if not path.is_file():
         raise PipelineError(f"unknown profile {name!r}; available: {', '.join(available_profiles(root))}")
-    spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"description", "params", "nodes"}
+    spec = read_yaml(path, root)
+    shown = f"{PROFILES_DIR}/{name}.yml"
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise PipelineError(f"{shown}: a profile is a mapping with description, params, nodes, editions")
+    unknown = set(spec) - {"description", "params", "nodes", "editions"}
     if unknown:
-        raise PipelineError(f"profile {name}: unknown top-level key(s) {sorted(unknown)}; "
-                            "use description, params, nodes")
+        raise PipelineError(f"{shown}: unknown top-level key(s) {sorted(unknown)}; "
+                            "use description, params, nodes, editions")
+    editions: dict[str, dict[str, Any]] = {}
+    for edition, body in (spec.get("editions") or {}).items():
+        if not isinstance(edition, str) or not EDITION_NAME.fullmatch(edition):
+            raise PipelineError(f"{shown}: edition name {edition!r} must be lower-case letters, digits, - and _")
+        body = dict(body or {})
+        editions[edition] = {"title": str(body.pop("title", edition)),
+                             "nodes": {k: dict(v or {}) for k, v in body.items()}}
     return {"description": spec.get("description", ""), "params": dict(spec.get("params") or {}),
-            "nodes": {k: dict(v or {}) for k, v in (spec.get("nodes") or {}).items()}}
+            "nodes": {k: dict(v or {}) for k, v in (spec.get("nodes") or {}).items()}, "editions": editions,
+            "empty": not (spec.get("params") or spec.get("nodes") or spec.get("editions"))}
 
 
 # =========================================================================== parameters
@@ -241,77 +360,159 @@ def _split_top(text: str, sep: str) -> list[str]:
     return parts + [cur]
 
 
-def parse_overrides(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """``["seed=1", "control.alpha_max=4"]`` -> (common, per-node) values parsed as YAML."""
-    common: dict[str, Any] = {}
-    per_node: dict[str, dict[str, Any]] = {}
+def parse_overrides(items: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]:
+    """``["seed=1", "control.n_alphas=5", "vit-imagenette.control.target_class=church"]`` -> (key path, value).
+
+    A key path has one part (every node declaring the parameter), two (a node:
+    a report node, or a chain node in every edition) or three (one edition's
+    chain node). Values are parsed as YAML.
+    """
+    out = []
     for item in items:
         if "=" not in item:
-            raise PipelineError(f"override {item!r} must look like name=value or node.name=value")
+            raise PipelineError(f"override {item!r} must look like name=value, node.name=value or "
+                                "edition.node.name=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
-        if "." in key:
-            node, name = key.split(".", 1)
-            per_node.setdefault(node, {})[name] = value
-        else:
-            common[key] = value
-    return common, per_node
+        parts = tuple(key.strip().split("."))
+        if len(parts) > 3 or not all(parts):
+            raise PipelineError(f"override {item!r}: use name, node.name or edition.node.name before the '='")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise PipelineError(f"override {item!r}: the value is not valid YAML ({err})") from None
+        out.append((parts, value))
+    return out
 
 
-def resolve_parameters(root: Path, nodes: dict[str, Node], profile_name: str, profile: dict[str, Any],
-                       overrides: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
-    """Every node's full parameter set; raises :class:`PipelineError` on an unknown name or a wrong type.
+def resolve_parameters(root: Path, graph: Graph, profile_name: str, profile: dict[str, Any],
+                       overrides: Iterable[str] = ()) -> tuple[dict[str, Node], dict[str, dict[str, Any]]]:
+    """Instantiate the graph for the profile's editions and give every node its full parameter set.
 
-    Precedence: the notebook's defaults < the profile's common ``params`` < the
-    profile's ``nodes.<node>`` < command-line overrides. Parameters fixed in the
-    graph cannot be overridden.
+    Precedence, lowest first: the notebook's defaults; the profile's ``params``;
+    its ``nodes.<chain node>`` (shared by every edition); its
+    ``editions.<edition>.<chain node>``; then the command-line overrides in the
+    same three layers. Parameters fixed in the graph cannot be overridden. An
+    unknown name, a wrong type or a class name that the edition's dataset lacks
+    raises :class:`PipelineError` -- before anything runs.
     """
-    common_o, node_o = parse_overrides(overrides)
-    common = {**profile["params"], **common_o}
-    per_node = {k: dict(v) for k, v in profile["nodes"].items()}
-    for node, values in node_o.items():
-        per_node.setdefault(node, {}).update(values)
     where = f"profile {profile_name}"
-    for node in per_node:
-        if node not in nodes:
-            hint = _suggest(node, nodes)
-            raise PipelineError(f"{where}: unknown node {node!r}{hint}; nodes: {', '.join(nodes)}")
-    declared = {name: notebook_parameters(root / "notebooks" / n.notebook) for name, n in nodes.items()}
-    for name in common:
-        if name in RESERVED:
-            raise PipelineError(f"{where}: {name!r} is set by the runner, not by a profile")
-        if not any(name in d for d in declared.values()):
-            every = sorted({p for d in declared.values() for p in d})
-            raise PipelineError(f"{where}: common parameter {name!r} is declared by no notebook"
-                                f"{_suggest(name, every)}")
-    resolved: dict[str, dict[str, Any]] = {}
-    for name, node in nodes.items():
-        params = declared[name]
-        nb = f"notebooks/{node.notebook}"
+    editions = profile["editions"]
+    if graph.chain and not editions:
+        raise PipelineError(f"{where}: no editions; declare at least one under `editions:` "
+                            "(e.g. resnet18-imagenette: {{backbone: {{dataset: imagenette, arch: resnet18}}}})")
+    chain, report = graph.chain, graph.report
+    layers: list[tuple[str, dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]] = [
+        (where, dict(profile["params"]), {k: dict(v) for k, v in profile["nodes"].items()},
+         {e: {k: dict(v) for k, v in body["nodes"].items()} for e, body in editions.items()})]
+    cli: tuple[str, dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]] = (
+        "command line", {}, {}, {})
+    for parts, value in parse_overrides(overrides):
+        if len(parts) == 1:
+            cli[1][parts[0]] = value
+        elif len(parts) == 2:
+            if parts[0] in editions and parts[0] not in chain and parts[0] not in report:
+                raise PipelineError(f"override {'.'.join(parts)}: {parts[0]!r} is an edition; name its node too, "
+                                    f"e.g. {parts[0]}.control.{parts[1]}=...")
+            cli[2].setdefault(parts[0], {})[parts[1]] = value
+        else:
+            cli[3].setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = value
+    layers.append(cli)
+
+    declared = {name: notebook_parameters(root / "notebooks" / body["notebook"])
+                for name, body in {**chain, **report}.items()}
+    every = sorted({p for d in declared.values() for p in d})
+    for source, common, shared, per_edition in layers:
+        for name in common:
+            if name in RESERVED:
+                raise PipelineError(f"{source}: {name!r} is set by the runner, not by a profile")
+            if name not in every:
+                raise PipelineError(f"{source}: common parameter {name!r} is declared by no notebook"
+                                    f"{_suggest(name, every)}")
+        for node in shared:
+            if node not in declared:
+                known = list(chain) + list(report)
+                raise PipelineError(f"{source}: unknown node {node!r}{_suggest(node, known)}; chain nodes: "
+                                    f"{', '.join(chain)}; report nodes: {', '.join(report)}")
+        for edition, nodes_ in per_edition.items():
+            if edition not in editions:
+                raise PipelineError(f"{source}: unknown edition {edition!r}{_suggest(edition, editions)}; "
+                                    f"editions of {where}: {', '.join(editions)}")
+            for node in nodes_:
+                if node not in chain:
+                    raise PipelineError(f"{source}: edition {edition} has no chain node {node!r}"
+                                        f"{_suggest(node, chain)}; chain nodes: {', '.join(chain)}")
+
+    def values_for(base: str, edition: str | None) -> dict[str, Any]:
+        params = declared[base]
+        body = chain[base] if edition else report[base]
+        nb = f"notebooks/{body['notebook']}"
         for reserved in RESERVED:
             if reserved not in params:
                 raise PipelineError(f"{nb} must declare the parameter {reserved!r} in its parameters cell")
         for pname, p in params.items():
             if p["type"] == "None":
                 raise PipelineError(f"{nb}: parameter {pname!r} needs a type annotation (e.g. `{pname}: int = ...`)")
-        values = {k: v for k, v in common.items() if k in params}
-        for pname, value in per_node.get(name, {}).items():
-            if pname in RESERVED:
-                raise PipelineError(f"{where}: {name}.{pname} is set by the runner, not by a profile")
-            if pname in node.params:
-                raise PipelineError(f"{where}: {name}.{pname} is fixed by {GRAPH_FILE} ({node.params[pname]!r})")
-            if pname not in params:
-                raise PipelineError(f"{where}: {nb} (node {name}) has no parameter {pname!r}"
-                                    f"{_suggest(pname, params)}; its parameters: {', '.join(params)}")
-            values[pname] = value
-        values.update(node.params)
+        fixed = dict(body.get("params") or {})
+        label = f"{edition}.{base}" if edition else base
+        values: dict[str, Any] = {}
+        for source, common, shared, per_edition in layers:
+            values.update({k: v for k, v in common.items() if k in params})
+            given = {**shared.get(base, {}), **(per_edition.get(edition, {}).get(base, {}) if edition else {})}
+            for pname, value in given.items():
+                if pname in RESERVED:
+                    raise PipelineError(f"{source}: {label}.{pname} is set by the runner, not by a profile")
+                if pname in fixed:
+                    raise PipelineError(f"{source}: {label}.{pname} is fixed by {GRAPH_FILE} ({fixed[pname]!r})")
+                if pname not in params:
+                    raise PipelineError(f"{source}: {nb} (node {label}) has no parameter {pname!r}"
+                                        f"{_suggest(pname, params)}; its parameters: {', '.join(params)}")
+                values[pname] = value
+        values.update(fixed)
         for pname, value in values.items():
             if not check_type(value, params[pname]["type"]):
-                raise PipelineError(f"{where}: {nb} (node {name}) parameter {pname!r} must be "
+                raise PipelineError(f"{where}: {nb} (node {label}) parameter {pname!r} must be "
                                     f"{params[pname]['type']}, got {value!r} ({type(value).__name__})")
+        return values
+
+    datasets: dict[str, str] = {}
+    if chain:
+        dnode, dparam = graph.dataset_param
+        for edition in editions:
+            values = values_for(dnode, edition)
+            default = declared[dnode].get(dparam, {}).get("default")
+            datasets[edition] = values.get(dparam, yaml.safe_load(default) if default else "")
+            given = {n for _, _, _, per_edition in layers for n in per_edition.get(edition, {})}
+            bad = sorted(n for n in given if chain[n].get("datasets") and datasets[edition] not in chain[n]["datasets"])
+            if bad:
+                raise PipelineError(f"{where}: edition {edition} sets {bad[0]}, which only runs on "
+                                    f"{chain[bad[0]]['datasets']} (this edition's dataset: {datasets[edition]})")
+    nodes = graph.nodes(editions, datasets)
+    resolved: dict[str, dict[str, Any]] = {}
+    for name, node in nodes.items():
+        values = values_for(node.chain_node or name, node.edition)
+        if node.edition:
+            _check_class_names(graph, values, datasets[node.edition], values_for(graph.dataset_param[0], node.edition),
+                               f"{where}: node {name}")
         values.update(profile=profile_name, node=name, upstream=dict(node.upstream))
         resolved[name] = values
-    return resolved
+    return nodes, resolved
+
+
+def _check_class_names(graph: Graph, values: dict[str, Any], dataset: str, data_spec: dict[str, Any],
+                       where: str) -> None:
+    """Every parameter named in ``class_params`` must name classes of the edition's dataset."""
+    from .data import dataset_classes
+
+    wanted = {p: values[p] for p in graph.class_params if p in values}
+    if not wanted:
+        return
+    classes = dataset_classes(dataset, **dict(data_spec.get("data_options") or {}))
+    for pname, value in wanted.items():
+        for name in (value if isinstance(value, (list, tuple)) else [value]):
+            if name not in classes:
+                raise PipelineError(f"{where}: {pname}={name!r} is not a class of {dataset}"
+                                    f"{_suggest(str(name), classes)}; its classes: {', '.join(classes[:20])}"
+                                    + (" ..." if len(classes) > 20 else ""))
 
 
 def _suggest(word: str, options: Iterable[str]) -> str:
@@ -328,16 +529,24 @@ def notebook_hash(path: Path) -> str:
     return hash_json([(c["cell_type"], "".join(c["source"])) for c in cells])
 
 
-def chapter_path(root: Path, node: str) -> Path:
-    return root / CHAPTERS_DIR / f"{node}.ipynb"
+def node_path(node: str) -> str:
+    """A node's folder below its profile: ``vit-imagenette.control`` -> ``vit-imagenette/control``."""
+    return node.replace(".", "/")
+
+
+def chapter_path(root: Path, profile: str, node: str) -> Path:
+    """The executed copy of a node: ``book/chapters/<profile>/<edition>/<node>.ipynb``."""
+    return root / CHAPTERS_DIR / profile / f"{node_path(node)}.ipynb"
 
 
 def artifact_dir(root: Path, profile: str, node: str) -> Path:
-    return root / "data" / "artifacts" / profile / node
+    return root / "data" / "artifacts" / profile / node_path(node)
 
 
-def results_dir(root: Path, profile: str) -> Path:
-    return root / "data" / "results" / profile
+def results_dir(root: Path, profile: str, edition: str | None = None) -> Path:
+    """Result tables: ``data/results/<profile>/<edition>/`` (a report node's: ``data/results/<profile>/``)."""
+    base = root / "data" / "results" / profile
+    return base / edition if edition else base
 
 
 def _read_outputs(root: Path, profile: str, node: str) -> dict[str, Any] | None:
@@ -377,6 +586,7 @@ class Plan:
     params: dict[str, dict[str, Any]]
     nodes: dict[str, Node]
     code_hash: str
+    editions: dict[str, dict[str, Any]] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
 
     def fingerprint(self, name: str) -> str:
@@ -390,30 +600,42 @@ class Plan:
                           "params": self.params[name], "code": self.code_hash, "upstream": upstream})
 
     def is_current(self, name: str) -> bool:
-        return (_executed_fingerprint(chapter_path(self.root, name)) == self.fingerprint(name)
+        return (_executed_fingerprint(chapter_path(self.root, self.profile, name)) == self.fingerprint(name)
                 and outputs_intact(self.root, _read_outputs(self.root, self.profile, name)))
+
+    def select(self, only: str) -> list[str]:
+        """The nodes ``--only`` names: a node, an edition (all its nodes) or a chain node (in every edition)."""
+        if only in self.nodes:
+            return [only]
+        hits = [n for n in self.order if self.nodes[n].edition == only or self.nodes[n].chain_node == only]
+        if not hits:
+            raise PipelineError(f"--only {only!r} is not a node, an edition or a chain node"
+                                f"{_suggest(only, list(self.nodes) + list(self.editions))}; "
+                                f"nodes: {', '.join(self.order)}")
+        return hits
 
 
 def plan(profile: str, root: str | os.PathLike | None = None, overrides: Iterable[str] = (),
          only: str | None = None, force: bool = False) -> Plan:
     """Validate everything and work out which nodes are stale — without running anything."""
     root = Path(root).resolve() if root else project_root()
-    nodes = load_graph(root)
+    graph = load_graph(root)
     spec = load_profile(root, profile)
-    params = resolve_parameters(root, nodes, profile, spec, overrides)
+    nodes, params = resolve_parameters(root, graph, profile, spec, overrides)
     order = topological_order(nodes)
-    p = Plan(root, profile, order, params, nodes, hash_tree(root / "salve_utils"))
+    p = Plan(root, profile, order, params, nodes, hash_tree(root / "salve_utils"), spec["editions"])
     selected = set(order)
+    named: set[str] = set()
     if only is not None:
-        if only not in nodes:
-            raise PipelineError(f"--only {only!r} is not a node{_suggest(only, nodes)}; nodes: {', '.join(nodes)}")
-        selected = descendants(nodes, only)
+        named = set(p.select(only))
+        selected = set().union(*(descendants(nodes, n) for n in named))
     # stale = selected nodes that are forced or not current; staleness of a node
     # propagates through fingerprints (which include upstream outputs) at run time
-    p.stale = [n for n in order if n in selected and (force or n == only or not p.is_current(n))]
+    p.stale = [n for n in order if n in selected and (force or n in named or not p.is_current(n))]
     if only is not None:
+        ancestors = set().union(*(_ancestors(nodes, n) for n in named)) - selected
         for n in order:
-            if n not in selected and n in _ancestors(nodes, only) and not p.is_current(n):
+            if n in ancestors and not p.is_current(n):
                 raise PipelineError(f"--only {only}: upstream node {n!r} is not up to date for profile "
                                     f"{profile}; run the whole profile first")
     return p
@@ -457,13 +679,23 @@ def _scope_figure_labels(nb, node: str) -> None:
     A notebook that backs several nodes (one per backbone) would otherwise define
     the same label twice in the book.
     """
+    prefix = node.replace(".", "-")
     for cell in nb.cells:
         figure = cell.get("metadata", {}).get("mystnb", {}).get("figure")
         if figure and figure.get("name"):
-            figure["name"] = f"{node}-{figure['name']}"
+            figure["name"] = f"{prefix}-{figure['name']}"
         if cell.cell_type == "markdown":
-            cell.source = re.sub(r"\{numref\}`(fig-[\w-]+)`", lambda m: f"{{numref}}`{node}-{m.group(1)}`",
+            cell.source = re.sub(r"\{numref\}`(fig-[\w-]+)`", lambda m: f"{{numref}}`{prefix}-{m.group(1)}`",
                                  cell.source)
+
+
+def _title_with_edition(nb, title: str) -> None:
+    """Append the edition to the chapter's first heading, so every page title in the book is unique."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            first, _, rest = cell.source.partition("\n")
+            cell.source = f"{first} ({title})" + (f"\n{rest}" if rest else "")
+            return
 
 
 def _execute(p: Plan, name: str) -> dict[str, Any]:
@@ -511,9 +743,11 @@ def _execute(p: Plan, name: str) -> dict[str, Any]:
     }
     nb.metadata["salve"] = meta
     _scope_figure_labels(nb, name)
+    if node.edition:
+        _title_with_edition(nb, p.editions[node.edition]["title"])
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
     nb.cells.insert(first_md + 1, _provenance_cell(meta))
-    dest = chapter_path(p.root, name)
+    dest = chapter_path(p.root, p.profile, name)
     with atomic_path(dest) as out:
         nbformat.write(nb, str(out))
     tmp.unlink()
@@ -535,9 +769,11 @@ def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable
     from tqdm.auto import tqdm
 
     p = plan(profile, root, overrides, only, force)
+    if load_profile(p.root, profile)["empty"]:
+        log(f"warning: profile {profile} sets nothing; every node runs on its notebook's defaults")
     log(f"profile {profile}: device {default_device()}; {len(p.order)} nodes, "
         f"{len(p.stale)} to check or run")
-    forced = set(p.stale) if force else ({only} if only else set())
+    forced = set(p.stale) if force else (set(p.select(only)) if only else set())
     candidates = [n for n in p.order if n in set(p.stale) or n in _downstream_of(p, p.stale)]
     executed: list[str] = []
     # the kernels find the project through SALVE_PROJECT_ROOT; two torch threads on two busy
@@ -579,14 +815,15 @@ def _downstream_of(p: Plan, names: Iterable[str]) -> set[str]:
     return out
 
 
-def error_outputs(root: str | os.PathLike | None = None) -> list[str]:
-    """Executed chapters in ``book/chapters`` that hold an error output (``node: cell index``)."""
+def error_outputs(root: str | os.PathLike | None = None, profile: str | None = None) -> list[str]:
+    """Executed chapters (of one profile, or of all) that hold an error output (``path: cell index``)."""
     root = Path(root) if root else project_root()
+    base = root / CHAPTERS_DIR / (profile or "")
     bad = []
-    for path in sorted((root / CHAPTERS_DIR).glob("*.ipynb")):
+    for path in sorted(base.rglob("*.ipynb")):
         for i, cell in enumerate(json.loads(path.read_text())["cells"]):
             if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-                bad.append(f"{path.name}: cell {i}")
+                bad.append(f"{path.relative_to(root / CHAPTERS_DIR).as_posix()}: cell {i}")
     return bad
 
 
@@ -601,7 +838,11 @@ class NodeContext:
     profile, node, upstream : the reserved parameters the runner injects (a
         notebook opened by hand uses the defaults of its parameters cell)
 
-    >>> ctx = NodeContext("smoke", "control", {"features": "discover"})   # doctest: +SKIP
+    A chain node (``<edition>.<chain node>``) writes its tables to its edition's
+    folder; a report node reads any edition's with ``read_table(name, edition)``.
+
+    >>> ctx = NodeContext("smoke", "resnet18-planted.control",
+    ...                   {"features": "resnet18-planted.discover"})       # doctest: +SKIP
     >>> sae_path = ctx.artifact("features", "sae")                         # doctest: +SKIP
     >>> ctx.save_table(curves, "suppression_curves")                       # doctest: +SKIP
     """
@@ -612,9 +853,10 @@ class NodeContext:
         self.profile = profile
         self.node = node
         self.upstream = dict(upstream or {})
+        self.edition = node.split(".")[0] if "." in node else None
         self.dir = artifact_dir(self.root, profile, node)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.results = results_dir(self.root, profile)
+        self.results = results_dir(self.root, profile, self.edition)
         self.results.mkdir(parents=True, exist_ok=True)
         self._outputs_path = self.dir / "outputs.json"
         self.outputs = _read_outputs(self.root, profile, node) or {"artifacts": {}, "tables": {}}
@@ -638,7 +880,7 @@ class NodeContext:
         return path
 
     def save_table(self, df, name: str):
-        """Write a tidy result table to ``data/results/<profile>/<name>.csv`` (atomically).
+        """Write a tidy result table to ``data/results/<profile>/<edition>/<name>.csv`` (atomically).
 
         Several nodes may contribute rows to one table (``suppression_curves``
         gets rows from control, tower and seeds): every row carries the ``node``
@@ -669,11 +911,20 @@ class NodeContext:
         """A JSON artifact recorded by the upstream node playing ``role``."""
         return json.loads(self.artifact(role, name).read_text())
 
-    def read_table(self, name: str):
-        """A result table of this profile, e.g. ``ctx.read_table("suppression_curves")``."""
+    @property
+    def editions(self) -> list[str]:
+        """The editions this node reads (a report node's upstream roles are ``<edition>.<role>``), in order."""
+        seen: dict[str, None] = {}
+        for role in self.upstream:
+            if "." in role:
+                seen.setdefault(role.split(".")[0], None)
+        return list(seen)
+
+    def read_table(self, name: str, edition: str | None = None):
+        """A result table of this node's edition (or of ``edition``), e.g. ``ctx.read_table("alpha_crit")``."""
         import pandas as pd
 
-        path = self.results / f"{name}.csv"
+        path = results_dir(self.root, self.profile, edition or self.edition) / f"{name}.csv"
         if not path.is_file():
             raise FileNotFoundError(f"no table {path}; run the node that writes it (profile {self.profile})")
         return pd.read_csv(path)
@@ -699,6 +950,49 @@ class NodeContext:
 # =========================================================================== command line
 
 
+# =========================================================================== the book's table of contents
+
+#: Hand-written pages around the executed chapters.
+BOOK_FRONT = [("The method", ["book/method"])]
+BOOK_BACK = ["book/reproduce", "book/references"]
+
+
+def book_toc(profile: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The Jupyter Book table of contents of one profile: one part per edition, then the report nodes.
+
+    Only chapters that have been executed (exist under ``book/chapters/<profile>/``)
+    are listed, so the book renders whatever part of a profile has run.
+    """
+    root = Path(root).resolve() if root else project_root()
+    graph = load_graph(root)
+    spec = load_profile(root, profile)
+    parts: list[dict[str, Any]] = [{"caption": c, "chapters": [{"file": f} for f in files]} for c, files in BOOK_FRONT]
+    for edition, body in spec["editions"].items():
+        files = [f"{CHAPTERS_DIR}/{profile}/{edition}/{name}" for name in graph.chain
+                 if (root / CHAPTERS_DIR / profile / edition / f"{name}.ipynb").is_file()]
+        if files:
+            parts.append({"caption": body["title"], "chapters": [{"file": f} for f in files]})
+    report = [f"{CHAPTERS_DIR}/{profile}/{name}" for name in graph.report
+              if (root / CHAPTERS_DIR / profile / f"{name}.ipynb").is_file()]
+    parts.append({"caption": "Conclusions", "chapters": [{"file": f} for f in report + BOOK_BACK]})
+    return {"format": "jb-book", "root": "book/intro", "parts": parts}
+
+
+def write_toc(profile: str, dest: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """Write :func:`book_toc` as YAML to ``dest`` (atomically)."""
+    text = (f"# Table of contents of the {profile!r} edition, written by "
+            f"`python -m salve_utils.pipeline toc --profile {profile}` from notebooks/pipeline.yml.\n"
+            + yaml.safe_dump(book_toc(profile, root), sort_keys=False))
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+    return dest
+
+
+# =========================================================================== command line
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m salve_utils.pipeline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -706,27 +1000,38 @@ def main(argv: list[str] | None = None) -> int:
                       ("status", "show which nodes would run")]:
         sp = sub.add_parser(cmd, help=text)
         sp.add_argument("--profile", default="smoke")
-        sp.add_argument("-p", "--param", action="append", default=[], metavar="[NODE.]NAME=VALUE",
-                        help="override a parameter (YAML value), for one node or every node declaring it")
-        sp.add_argument("--only", metavar="NODE", help="run NODE (always) and its stale descendants")
+        sp.add_argument("-p", "--param", action="append", default=[], metavar="[[EDITION.]NODE.]NAME=VALUE",
+                        help="override a parameter (YAML value): for every node declaring it, for one node "
+                             "(in every edition) or for one edition's node")
+        sp.add_argument("--only", metavar="NODE", help="run NODE (a node, an edition or a chain node) always, "
+                                                       "and its stale descendants")
         sp.add_argument("--force", action="store_true", help="re-execute even up-to-date nodes")
         sp.add_argument("--root", help="project root (default: found from the working directory)")
-    sub.add_parser("errors", help="list executed chapters that hold an error output")
+    sp = sub.add_parser("errors", help="list executed chapters that hold an error output")
+    sp.add_argument("--profile", help="only this profile's chapters")
+    sp = sub.add_parser("toc", help="write the book's table of contents for a profile")
+    sp.add_argument("--profile", default="cpu")
+    sp.add_argument("--out", default="_toc.yml", help="where to write it (default: _toc.yml)")
+    sp.add_argument("--root", help="project root (default: found from the working directory)")
     args = parser.parse_args(argv)
     try:
         if args.command == "errors":
-            bad = error_outputs()
+            bad = error_outputs(profile=args.profile)
             print("\n".join(bad) if bad else "no error outputs")
             return 1 if bad else 0
+        if args.command == "toc":
+            print(f"table of contents of profile {args.profile}: {write_toc(args.profile, args.out, args.root)}")
+            return 0
         if args.command == "run":
             run(args.profile, args.root, args.param, args.only, args.force)
             return 0
         p = plan(args.profile, args.root, args.param, args.only, args.force)
         if args.command == "check":
-            print(f"profile {args.profile}: {len(p.order)} nodes, parameters valid")
+            print(f"profile {args.profile}: {len(p.editions)} editions ({', '.join(p.editions)}), "
+                  f"{len(p.order)} nodes, parameters valid")
         else:
             for n in p.order:
-                print(f"{'stale   ' if n in p.stale else 'current '} {n:<22} notebooks/{p.nodes[n].notebook}")
+                print(f"{'stale   ' if n in p.stale else 'current '} {n:<34} notebooks/{p.nodes[n].notebook}")
         return 0
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)

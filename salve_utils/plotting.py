@@ -28,10 +28,14 @@ __all__ = [
     "image_grid",
     "latent_heatmap",
     "part_recovery_plot",
+    "ratio_histograms",
+    "sample_classes",
     "seed_alpha_plot",
     "seed_band_plot",
     "seed_match_plot",
     "set_style",
+    "sharing_by_edition",
+    "sharing_plot",
     "shared_scatter",
     "small_multiples",
     "sweep_plot",
@@ -103,9 +107,11 @@ def training_curves(history: pd.DataFrame, title: str = ""):
 def confusion_heatmap(confusion: pd.DataFrame, normalize: bool = True, title: str = "confusion matrix"):
     """Confusion matrix (rows: true class, columns: predicted), row-normalised by default."""
     data = confusion.div(confusion.sum(axis=1), axis=0) if normalize else confusion
-    fig, ax = plt.subplots(figsize=(0.55 * len(data) + 2.5, 0.5 * len(data) + 1.5))
-    sns.heatmap(data, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", cbar=False, ax=ax,
-                annot_kws={"fontsize": 7}, vmin=0, vmax=1 if normalize else None)
+    many = len(data) > 20  # a hundred classes: colours only, no numbers in the cells
+    fig, ax = plt.subplots(figsize=(min(12.0, 0.55 * len(data) + 2.5), min(11.0, 0.5 * len(data) + 1.5)))
+    sns.heatmap(data, annot=not many, fmt=".2f" if normalize else "d", cmap="Blues", cbar=many, ax=ax,
+                annot_kws={"fontsize": 7}, vmin=0, vmax=1 if normalize else None,
+                xticklabels=not many, yticklabels=not many)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     return fig
@@ -117,7 +123,7 @@ def latent_heatmap(mu: torch.Tensor | np.ndarray, classes: Sequence[str], featur
     mu = mu.detach().cpu().numpy() if isinstance(mu, torch.Tensor) else np.asarray(mu)
     features = list(range(mu.shape[1])) if features is None else list(features)
     data = pd.DataFrame(mu[:, features], index=list(classes), columns=[str(f) for f in features])
-    fig, ax = plt.subplots(figsize=(min(18, 0.22 * len(features) + 3), 0.4 * len(classes) + 1.5))
+    fig, ax = plt.subplots(figsize=(min(18, 0.22 * len(features) + 3), min(14, 0.4 * len(classes) + 1.5)))
     lim = float(np.abs(data.values).max()) or 1.0
     sns.heatmap(data, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, ax=ax, cbar_kws={"label": "μ"})
     for cls, feat in (highlight or {}).items():
@@ -208,6 +214,51 @@ def dominant_bars(dominant: pd.DataFrame, palette: dict):
     return fig
 
 
+def sharing_plot(sharing: pd.DataFrame, threshold: float | None = None):
+    """Histogram of how many *other* classes load on each class's dominant feature (``features.dominant_sharing``)."""
+    counts = sharing["n_sharing"].value_counts().sort_index()
+    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    ax.bar(counts.index, counts.values, color="#4c72b0", edgecolor="black", lw=0.4)
+    ax.set(xlabel="other classes loading on the class's dominant feature", ylabel="classes",
+           title="how shared are the dominant features?" + (f" (ρ ≥ {threshold:g})" if threshold else ""))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig
+
+
+def sharing_by_edition(sharing: pd.DataFrame):
+    """Share of classes whose dominant feature is loaded by 0, 1, 2, … other classes, one bar group per edition."""
+    share = (sharing.groupby("edition")["n_sharing"].value_counts(normalize=True).rename("share").reset_index())
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    sns.barplot(data=share, x="n_sharing", y="share", hue="edition", ax=ax)
+    ax.set(xlabel="other classes loading on the class's dominant feature", ylabel="share of classes",
+           title="dominant-feature sharing per edition")
+    fig.tight_layout()
+    return fig
+
+
+def ratio_histograms(table: pd.DataFrame, group: str, value: str, xlabel: str = "", title: str = ""):
+    """One histogram of ``value`` per ``group`` (log-spaced bins), stacked in rows sharing the x axis."""
+    groups = list(dict.fromkeys(table[group]))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(6.4, 1.6 * len(groups) + 0.8), sharex=True, squeeze=False)
+    v = table[value].to_numpy(dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    lo, hi = (v.min(), v.max()) if len(v) else (0.5, 2.0)
+    bins = np.geomspace(min(lo, 0.9), max(hi, 1.1), 40)
+    for ax, g in zip(axes[:, 0], groups):
+        x = table.loc[table[group] == g, value].to_numpy(dtype=float)
+        ax.hist(x[np.isfinite(x) & (x > 0)], bins=bins, color="#4c72b0")
+        ax.axvline(1.0, color="black", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_ylabel("images")
+        ax.set_title(g, fontsize=9)
+    axes[-1, 0].set_xlabel(xlabel or value)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def shared_scatter(mu: torch.Tensor, classes: Sequence[str], pair: Sequence[str], highlight: int | None = None):
     """Each latent's normalised |μ| for two classes; features strong for both sit top-right."""
     m = mu.detach().abs().cpu().numpy()
@@ -223,6 +274,26 @@ def shared_scatter(mu: torch.Tensor, classes: Sequence[str], pair: Sequence[str]
            title="shared features")
     fig.tight_layout()
     return fig
+
+
+def sample_classes(classes: Sequence[str], n: int, keep: Sequence[str] = (), seed: int = 0) -> list[str]:
+    """At most ``n`` of ``classes`` for per-class figures (all of them when there are few), always with ``keep``.
+
+    The rest are drawn at random with ``seed``; the result is in label order.
+
+    >>> sample_classes(["a", "b", "c"], 5)
+    ['a', 'b', 'c']
+    >>> len(sample_classes([str(i) for i in range(100)], 12, keep=["7"]))
+    12
+    """
+    classes = list(classes)
+    if len(classes) <= n:
+        return classes
+    chosen = list(dict.fromkeys(c for c in keep if c in classes))[:n]
+    rest = [c for c in classes if c not in chosen]
+    rng = np.random.default_rng(seed)
+    chosen += [rest[i] for i in sorted(rng.choice(len(rest), size=n - len(chosen), replace=False))]
+    return [c for c in classes if c in set(chosen)]
 
 
 def _role_target(role: str) -> str | None:

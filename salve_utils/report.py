@@ -1,21 +1,29 @@
-"""Stage 12 — the summary: each headline claim of the paper against this edition's measurements.
+"""Stage 12 — the summary: each headline claim of the paper against every edition's measurements.
 
-:func:`claims` reads only the result tables the chapters wrote (rows are
-selected by the pipeline node that wrote them) and the settings those chapters
-recorded; the thresholds that turn a number into a verdict are arguments with
+:func:`claims` reads only the result tables one edition's chapters wrote (rows
+are selected by the pipeline node that wrote them) and the settings those
+chapters recorded; :func:`edition_claims` gathers them for one edition from a
+report node's context, and :func:`claims_by_edition` lays the editions side by
+side, adding the row that asks whether a claim transfers from one backbone to
+another. The thresholds that turn a number into a verdict are arguments with
 defaults stated here, not hidden in prose.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from .editing import accuracy_change, alpha_crit_agreement, operating_points
 from .features import seed_spread
 
-__all__ = ["PAPER_CLAIMS", "claims", "headline"]
+if TYPE_CHECKING:
+    from .activations import Activations
+    from .pipeline import NodeContext
+
+__all__ = ["PAPER_CLAIMS", "backbone_pair", "claims", "claims_by_edition", "edition_claims", "edition_overview", "headline", "verdict_kind"]
 
 #: The paper's headline claims, in the words of the reproduction brief.
 PAPER_CLAIMS: dict[str, str] = {
@@ -29,7 +37,8 @@ PAPER_CLAIMS: dict[str, str] = {
     "alpha": "analytic, numerical and empirical α_crit agree",
     "seeds": "the results are robust over 10 autoencoder seeds",
     "vit": "the same holds for ViT-B/16",
-    "planted": "— (beyond the paper)",
+    "planted": "— (beyond the paper) each planted part has a latent of its own",
+    "planted_tower": "— (beyond the paper) the shared planted part is found as the Tower",
 }
 
 
@@ -78,10 +87,14 @@ def claims(
     base = float(_rows(val, nodes["backbone"])["accuracy"].iloc[0])
     why = ("trained from scratch" if backbone_spec.get("weights", "none") == "none" else "fine-tuned") + \
         f" at {backbone_spec['eval_size']} px"
-    add("baseline", f"{base:.1%} ({backbone_spec['arch']}, {why})",
-        "holds" if base >= baseline_match else
-        f"differs: {base:.1%}, below the paper's; this backbone was {why}, while the paper fine-tunes "
-        "ImageNet-pretrained weights at full resolution")
+    if backbone_spec.get("dataset", "imagenette") == "imagenette":
+        add("baseline", f"{base:.1%} ({backbone_spec['arch']}, {why})",
+            "holds" if base >= baseline_match else
+            f"differs: {base:.1%}, below the paper's; this backbone was {why}, while the paper fine-tunes "
+            "ImageNet-pretrained weights at full resolution")
+    else:
+        add("baseline", f"{base:.1%} ({backbone_spec['arch']} on {backbone_spec['dataset']}, {why})",
+            "not comparable: the paper reports no accuracy for this dataset")
 
     curves = tables["suppression_curves"]
     own = _rows(curves, nodes["control"])
@@ -151,22 +164,116 @@ def claims(
             f"to the reference's; per-class median α_crit varies by {cv.median():.0%} (CV, median over classes)",
             _verdict(cos >= 0.9 and cv.median() <= 0.25, cos >= 0.7, f"cosine {cos:.2f}, CV {cv.median():.0%}"))
 
-    vit = _rows(val, nodes["vit"]) if "vit" in nodes else val.iloc[:0]
-    if len(vit):
-        add("vit", f"{vit['backbone'].iloc[0]} backbone: {float(vit['accuracy'].iloc[0]):.1%} val accuracy",
-            "not yet tested: the ViT chapters of the replication come after the backbone (see the roadmap)")
-
-    rec = _rows(tables["planted_recovery"], nodes["planted"])
-    good = int((rec["abs_corr"] >= recovery_threshold).sum())
-    add("planted", f"{good}/{len(rec)} planted parts have a latent with |r| ≥ {recovery_threshold:g} "
-        f"(median best |r| {rec['abs_corr'].median():.2f})",
-        _verdict(good == len(rec), good >= len(rec) / 2, f"{good} of {len(rec)} parts recovered"))
+    if "known_answers" in nodes and "planted_recovery" in tables:
+        rec = _rows(tables["planted_recovery"], nodes["known_answers"])
+        good = int((rec["abs_corr"] >= recovery_threshold).sum())
+        add("planted", f"{good}/{len(rec)} planted parts matched one-to-one to a latent with |r| ≥ "
+            f"{recovery_threshold:g} (median |r| {rec['abs_corr'].median():.2f})",
+            _verdict(good == len(rec), good >= len(rec) / 2, f"{good} of {len(rec)} parts recovered"))
+        tower_part = rec.set_index("part").loc["tower"] if "tower" in set(rec["part"]) else None
+        if tower_part is not None:
+            same = int(tower_part["feature"]) == int(found["tower"])
+            add("planted_tower", f"Discover's Tower z{found['tower']}; the tower part's own latent "
+                f"z{int(tower_part['feature'])} (|r| {tower_part['abs_corr']:.2f})",
+                _verdict(same and tower_part["abs_corr"] >= recovery_threshold, same,
+                         "the Tower is the tower part's latent" if same else
+                         "the Tower is not the tower part's latent"))
     return pd.DataFrame(rows)
 
 
-def headline(claims_table: pd.DataFrame) -> str:
-    """One sentence naming the claims that hold and those that do not."""
-    kinds = claims_table["verdict"].str.split(":").str[0]
+def verdict_kind(verdict: str) -> str:
+    """The verdict's category: the words before the first colon ("holds", "partly", ...)."""
+    return verdict.split(":")[0].strip()
+
+
+#: The tables a summary reads from each edition (those that exist).
+EDITION_TABLES = ("backbone_accuracy", "suppression_curves", "alpha_crit", "seed_alpha_crit", "seed_matches",
+                  "planted_recovery", "dominant_sharing")
+
+
+def edition_claims(ctx: "NodeContext", edition: str, **thresholds: float) -> pd.DataFrame:
+    """:func:`claims` for one edition, read through a report node's context (roles ``<edition>.<role>``)."""
+    nodes = {role.split(".", 1)[1]: up for role, up in ctx.upstream.items() if role.startswith(f"{edition}.")}
+    tables = {}
+    for name in EDITION_TABLES:
+        try:
+            tables[name] = ctx.read_table(name, edition)
+        except FileNotFoundError:
+            continue
+    control = ctx.read_json(f"{edition}.control", "control")
+    return claims(tables, nodes, ctx.read_json(f"{edition}.features", "features"), control,
+                  ctx.read_json(f"{edition}.tower", "tower"), ctx.read_json(f"{edition}.backbone", "backbone"),
+                  target_accuracy=control["target_accuracy"], **thresholds)
+
+
+def edition_overview(acts: "Activations", alpha_table: pd.DataFrame, sharing: pd.DataFrame) -> dict[str, Any]:
+    """What differs between editions, in one row: the head input's signs, α_crit's linear bound, feature sharing.
+
+    ``frac_negative`` is the share of negative entries of ``a(x)`` over the validation
+    images (0 after a ReLU and average pooling, as in a ResNet; both signs after a
+    ViT's LayerNorm). The analytic α_crit is the straight-line root of the target
+    logit; it is exact when no clamp is hit first, so its ratio to the exact
+    (numerical) value shows how the sign pattern changes the approximation.
+    """
+    a = alpha_table
+    finite = a[np.isfinite(a["numerical"]) & np.isfinite(a["analytic"]) & (a["numerical"] > 0)]
+    ratio = (finite["analytic"] / finite["numerical"]).to_numpy()
+    agree = alpha_crit_agreement(a)
+    return {"classes": len(acts.classes), "d_head": int(acts.val.shape[1]),
+            "frac_negative": float((acts.val < 0).float().mean()),
+            "n_images": int(len(a)), "frac_finite": float(len(finite) / max(1, len(a))),
+            "frac_exact": agree["frac_exact"], "frac_analytic_below": agree["frac_analytic_below"],
+            "frac_analytic_above": agree["frac_analytic_above"],
+            "median_ratio": float(np.median(ratio)) if len(ratio) else float("nan"),
+            "frac_shared": float((sharing["n_sharing"] > 0).mean()),
+            "mean_sharing": float(sharing["n_sharing"].mean())}
+
+
+def backbone_pair(specs: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
+    """The first (ResNet edition, ViT edition) on the same dataset, from the backbone records; else ``None``."""
+    for a, sa in specs.items():
+        for b, sb in specs.items():
+            if sa["arch"].startswith("resnet") and sb["arch"].startswith("vit") and sa["dataset"] == sb["dataset"]:
+                return a, b
+    return None
+
+
+def claims_by_edition(per_edition: dict[str, pd.DataFrame], titles: dict[str, str],
+                      transfer: tuple[str, str] | None = None) -> pd.DataFrame:
+    """The claims x editions table: ``claim, paper``, then ``<title>`` (measured) and ``<title>: verdict`` per edition.
+
+    With ``transfer = (reference, other)`` (e.g. the ResNet-18 and the ViT edition on
+    the same data), a ``vit`` row asks whether the claims transfer: it holds when
+    every claim measured on both gets the same verdict category on ``other`` as on
+    ``reference``, partly when at least half do.
+    """
+    keys = list(dict.fromkeys(k for df in per_edition.values() for k in df["claim"]))
+    wide = pd.DataFrame({"claim": keys, "paper": [PAPER_CLAIMS[k] for k in keys]})
+    for edition, df in per_edition.items():
+        df = df.drop_duplicates("claim").set_index("claim")
+        wide[titles[edition]] = wide["claim"].map(df["ours"]).fillna("—")
+        wide[f"{titles[edition]}: verdict"] = wide["claim"].map(df["verdict"]).fillna("—")
+    if transfer and all(e in per_edition for e in transfer):
+        ref, other = (per_edition[e].drop_duplicates("claim").set_index("claim")["verdict"] for e in transfer)
+        common = [k for k in ref.index if k in other.index and k not in ("baseline", "vit")]
+        same = [k for k in common if verdict_kind(ref[k]) == verdict_kind(other[k])]
+        differ = [k for k in common if k not in same]
+        row = {"claim": "vit", "paper": PAPER_CLAIMS["vit"]}
+        for edition in per_edition:
+            row[titles[edition]] = "—"
+            row[f"{titles[edition]}: verdict"] = "—"
+        text = (f"{len(same)} of {len(common)} claims get the same verdict on {titles[transfer[1]]} as on "
+                f"{titles[transfer[0]]}" + (f"; different: {', '.join(differ)}" if differ else ""))
+        row[titles[transfer[1]]] = text
+        row[f"{titles[transfer[1]]}: verdict"] = _verdict(len(same) == len(common) and bool(common),
+                                                           len(same) >= len(common) / 2, text)
+        wide = pd.concat([wide, pd.DataFrame([row])], ignore_index=True)
+    return wide
+
+
+def headline(claims_table: pd.DataFrame, verdict: str = "verdict") -> str:
+    """One sentence naming the claims that hold and those that do not (in the column ``verdict``)."""
+    kinds = claims_table[verdict].map(verdict_kind)
     held = claims_table.loc[kinds == "holds", "claim"].tolist()
     failed = claims_table.loc[kinds.isin(["does not hold", "differs"]), "claim"].tolist()
     return f"Holding: {', '.join(held) or 'none'}. Not holding or differing: {', '.join(failed) or 'none'}."

@@ -31,8 +31,9 @@ def built_project(tmp_path_factory) -> Path:
     for page in (ROOT / "book").glob("*.*"):
         shutil.copy(page, root / "book" / page.name)
     executed = pipeline.run("smoke", root, progress=False, log=lambda *_: None)
-    assert executed == pipeline.topological_order(pipeline.load_graph(root))
-    build = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(root),
+    assert executed == pipeline.plan("smoke", root).order
+    toc = pipeline.write_toc("smoke", root / "_build/toc/smoke.yml", root)
+    build = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--toc", str(toc),
                             "--warningiserror", "--keep-going", "--quiet"], capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     return root
@@ -41,26 +42,37 @@ def built_project(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_every_chapter_ran_without_errors_and_was_built(built_project: Path) -> None:
     assert pipeline.error_outputs(built_project) == []
-    nodes = pipeline.load_graph(built_project)
-    for node in nodes:
-        html = built_project / "_build/html/book/chapters" / f"{node}.html"
+    plan = pipeline.plan("smoke", built_project)
+    assert len(plan.editions) >= 2 and {"resnet18-planted.known_answers", "summary", "compare"} <= set(plan.order)
+    titles = set()
+    for node in plan.order:
+        path = pipeline.node_path(node)
+        html = built_project / "_build/html/book/chapters/smoke" / f"{path}.html"
         assert html.is_file(), node
-        chapter = json.loads((built_project / "book/chapters" / f"{node}.ipynb").read_text())
+        chapter = json.loads((built_project / "book/chapters/smoke" / f"{path}.ipynb").read_text())
         assert chapter["metadata"]["salve"]["profile"] == "smoke"
-    assert (built_project / "_build/html/book/chapters/control.html").read_text().count("<img") >= 2
+        titles.add("".join(chapter["cells"][0]["source"]).splitlines()[0])
+    assert len(titles) == len(plan.order)  # every page has its own title
+    for edition in plan.editions:
+        control = built_project / f"_build/html/book/chapters/smoke/{edition}/control.html"
+        assert control.read_text().count("<img") >= 2
 
 
 @pytest.mark.slow
 def test_result_tables_follow_their_schemas(built_project: Path) -> None:
     import pandas as pd
 
-    results = built_project / "data/results/smoke"
+    results = built_project / "data/results/smoke/resnet18-planted"
     schemas = {
         "backbone_accuracy": ["backbone", "split", "class", "accuracy", "n"],
         "suppression_curves": ["backbone", "seed", "feature", "feature_role", "direction", "alpha", "class",
                                "accuracy"],
         "alpha_crit": ["backbone", "seed", "class", "feature", "sample", "analytic", "numerical", "empirical"],
-        "claims": ["claim", "paper", "ours", "verdict"],
+        "dominant_sharing": ["class", "feature", "n_sharing"],
+        "planted_recovery": ["part", "feature", "corr", "abs_corr"],
+        "part_suppression": ["part", "feature", "class", "carries", "change"],
+        "../claims": ["edition", "claim", "paper", "ours", "verdict"],
+        "../edition_overview": ["edition", "frac_negative", "frac_exact", "frac_shared"],
     }
     for name, columns in schemas.items():
         table = pd.read_csv(results / f"{name}.csv")
@@ -68,6 +80,11 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
         assert len(table) > 0
     curves = pd.read_csv(results / "suppression_curves.csv")
     assert {"tower"} <= set(curves["feature_role"]) and curves["seed"].nunique() > 1
+    claims = pd.read_csv(results / "../claims.csv")
+    assert set(claims["edition"]) == {"resnet18-planted", "vit-planted"}
+    overview = pd.read_csv(results / "../edition_overview.csv").set_index("arch")
+    assert overview.loc["resnet18", "frac_negative"] == 0  # a ReLU then average pooling
+    assert overview.loc["vit_small", "frac_negative"] > 0.2  # LayerNorm output has both signs
 
 
 @pytest.mark.slow

@@ -73,6 +73,8 @@ def test_misspelled_parameter_fails_fast_naming_notebook_parameter_and_profile(p
     ("b.x=oops", "must be int"),
     ("b.weights=[1, two]", r"must be list\[float\]"),
     ("nonode.x=1", "unknown node 'nonode'"),
+    ("a.b.c.x=1", "use name, node.name or edition.node.name"),
+    ("b.x=[unclosed", "not valid YAML"),
     ("labl=1", "declared by no notebook"),
     ("a.profile=q", "set by the runner"),
 ])
@@ -99,7 +101,7 @@ def test_run_skip_rerun_and_provenance(project: Path) -> None:
     ran = pipeline.run("p", project, progress=False, log=lambda *_: None)
     assert ran == ["a", "b", "c", "d"]
     assert _value(project, "c") == 10 + 30 + 20  # c: x=1 -> 10, plus b (30 + a's 20)
-    chapter = nbformat.read(project / "book/chapters/b.ipynb", as_version=4)
+    chapter = nbformat.read(project / "book/chapters/p/b.ipynb", as_version=4)
     meta = chapter.metadata["salve"]
     assert meta["profile"] == "p" and meta["parameters"]["x"] == 3 and meta["parameters"]["label"] == "x"
     assert {"commit", "versions", "hardware", "wall_seconds", "fingerprint"} <= set(meta)
@@ -139,14 +141,14 @@ def test_only_runs_the_node_and_its_descendants(project: Path) -> None:
 
 def test_failing_node_names_cell_and_publishes_nothing(project: Path) -> None:
     pipeline.run("p", project, progress=False, log=lambda *_: None)
-    before = (project / "book/chapters/b.ipynb").read_bytes()
+    before = (project / "book/chapters/p/b.ipynb").read_bytes()
     with pytest.raises(pipeline.PipelineError) as err:
         pipeline.run("p", project, overrides=["b.fail=true"], progress=False, log=lambda *_: None)
     message = str(err.value)
     assert "node b failed in notebooks/step.ipynb, cell" in message and "asked to fail" in message
-    assert (project / "book/chapters/b.ipynb").read_bytes() == before  # the old copy stays
+    assert (project / "book/chapters/p/b.ipynb").read_bytes() == before  # the old copy stays
     assert (project / "data/runs/p/failed/b.ipynb").is_file()
-    assert not list((project / "book/chapters").glob("*.running*"))
+    assert not list((project / "book/chapters").rglob("*.running*"))
     assert pipeline.error_outputs(project) == []
 
 
@@ -154,3 +156,109 @@ def test_cli_check_reports_errors_with_exit_code_2(project: Path, capsys) -> Non
     assert pipeline.main(["check", "--profile", "p", "--root", str(project)]) == 0
     assert pipeline.main(["check", "--profile", "p", "--root", str(project), "-p", "b.y=1"]) == 2
     assert "has no parameter 'y'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- editions
+
+
+CHAIN_CODE = """
+from salve_utils.pipeline import NodeContext
+ctx = NodeContext(profile, node, upstream)
+value = x * 10 + sum(json.loads(ctx.artifact(role, "out").read_text())["value"] for role in upstream)
+path = ctx.path("out.json")
+path.write_text(json.dumps({"value": value, "dataset": dataset, "target": target_class}))
+ctx.record("out", path)
+"""
+
+
+@pytest.fixture
+def editions_project(tmp_path: Path) -> Path:
+    """A chain (a -> b, and c only on planted data) with two editions, and a report node reading both."""
+    (tmp_path / "notebooks" / "profiles").mkdir(parents=True)
+    (tmp_path / "salve_utils").mkdir()
+    (tmp_path / "salve_utils" / "code.py").write_text("# stand-in\n")
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile: str = "p"\nnode: str = "e.a"\nupstream: dict = {}\nx: int = 1\n'
+                                       'dataset: str = "planted"\ntarget_class: str = "spire"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Step"), params, nbformat.v4.new_code_cell("import json"),
+                nbformat.v4.new_code_cell(CHAIN_CODE)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "notebooks" / "step.ipynb")
+    graph = {"edition_dataset": "a.dataset", "class_params": ["target_class"],
+             "chain": {"a": {"notebook": "step.ipynb"},
+                       "b": {"notebook": "step.ipynb", "upstream": {"first": "a"}},
+                       "c": {"notebook": "step.ipynb", "upstream": {"first": "a"}, "datasets": ["planted"]}},
+             "nodes": {"report": {"notebook": "step.ipynb", "per_edition": {"last": "b"}}}}
+    (tmp_path / "notebooks" / "pipeline.yml").write_text(yaml.safe_dump(graph, sort_keys=False))
+    profile = {"params": {"x": 2}, "nodes": {"b": {"x": 3}},
+               "editions": {"one": {"title": "One", "a": {"dataset": "planted"}},
+                            "two": {"title": "Two", "a": {"dataset": "imagenette"},
+                                    "b": {"x": 5, "target_class": "church"}}}}
+    (tmp_path / "notebooks" / "profiles" / "p.yml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return tmp_path
+
+
+def _out(root: Path, node: str) -> dict:
+    return json.loads((root / "data/artifacts/p" / node.replace(".", "/") / "out.json").read_text())
+
+
+def test_the_chain_is_instantiated_per_edition_with_layered_parameters(editions_project: Path) -> None:
+    p = pipeline.plan("p", editions_project)
+    assert p.order == ["one.a", "one.b", "one.c", "two.a", "two.b", "report"]  # c only on planted data
+    assert p.params["one.b"]["x"] == 3 and p.params["two.b"]["x"] == 5 and p.params["one.a"]["x"] == 2
+    assert p.params["report"]["upstream"] == {"one.last": "one.b", "two.last": "two.b"}
+    assert p.params["two.b"]["upstream"] == {"first": "two.a"}
+    # command line beats the profile, in the same three layers
+    p = pipeline.plan("p", editions_project, overrides=["b.x=7", "two.b.x=9", "x=4"])
+    assert (p.params["one.b"]["x"], p.params["two.b"]["x"], p.params["one.a"]["x"]) == (7, 9, 4)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("two.b.target_class=spire", "'spire' is not a class of imagenette"),
+    ("one.b.target_class=chruch", "not a class of planted"),
+    ("three.b.x=1", "unknown edition 'three'"),
+    ("two.c.x=1", "only runs on"),
+    ("one.x=1", "is an edition; name its node too"),
+])
+def test_edition_overrides_and_class_names_are_checked_before_running(editions_project: Path, override: str,
+                                                                      fragment: str) -> None:
+    with pytest.raises(pipeline.PipelineError, match=fragment):
+        pipeline.plan("p", editions_project, overrides=[override])
+    assert not (editions_project / "data").exists()
+
+
+def test_editions_run_into_their_own_folders_and_only_selects(editions_project: Path) -> None:
+    ran = pipeline.run("p", editions_project, progress=False, log=lambda *_: None)
+    assert ran == ["one.a", "one.b", "one.c", "two.a", "two.b", "report"]
+    assert _out(editions_project, "two.b")["value"] == 50 + 20 and _out(editions_project, "report")["value"] == 20 + 50 + 70
+    chapter = nbformat.read(editions_project / "book/chapters/p/two/b.ipynb", as_version=4)
+    assert chapter.cells[0].source.startswith("# Step (Two)")  # unique page titles
+    # --only an edition reruns its nodes; the report sees identical outputs and is skipped
+    assert pipeline.run("p", editions_project, only="two", progress=False, log=lambda *_: None) == ["two.a", "two.b"]
+    # --only a chain node: that node in every edition; a changed value reaches the report
+    assert pipeline.run("p", editions_project, only="b", overrides=["b.x=6"], progress=False,
+                        log=lambda *_: None) == ["one.b", "two.b", "report"]
+    toc = pipeline.book_toc("p", editions_project)
+    captions = [part["caption"] for part in toc["parts"]]
+    assert captions == ["The method", "One", "Two", "Conclusions"]
+    assert toc["parts"][2]["chapters"] == [{"file": "book/chapters/p/two/a"}, {"file": "book/chapters/p/two/b"}]
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "", ".hidden"])
+def test_profile_names_are_names_not_paths(editions_project: Path, name: str) -> None:
+    with pytest.raises(pipeline.PipelineError, match="plain name"):
+        pipeline.plan(name, editions_project)
+
+
+def test_yaml_errors_name_the_file_and_line_and_duplicate_keys_are_rejected(editions_project: Path) -> None:
+    path = editions_project / "notebooks/profiles/p.yml"
+    path.write_text("params:\n  x: 1\n  x: 2\n")
+    with pytest.raises(pipeline.PipelineError, match=r"notebooks/profiles/p.yml line 3: duplicate key 'x'"):
+        pipeline.plan("p", editions_project)
+    path.write_text("params: [unclosed\n")
+    with pytest.raises(pipeline.PipelineError, match=r"notebooks/profiles/p.yml line \d"):
+        pipeline.plan("p", editions_project)
+    path.write_text("")
+    with pytest.raises(pipeline.PipelineError, match="no editions"):
+        pipeline.plan("p", editions_project)
