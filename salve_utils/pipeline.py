@@ -616,8 +616,12 @@ class Plan:
 
 
 def plan(profile: str, root: str | os.PathLike | None = None, overrides: Iterable[str] = (),
-         only: str | None = None, force: bool = False) -> Plan:
-    """Validate everything and work out which nodes are stale — without running anything."""
+         only: str | None = None, force: bool = False, downstream: bool = True) -> Plan:
+    """Validate everything and work out which nodes are stale — without running anything.
+
+    ``only`` names a node, an edition or a chain node: those always run, and their
+    stale descendants after them unless ``downstream`` is false.
+    """
     root = Path(root).resolve() if root else project_root()
     graph = load_graph(root)
     spec = load_profile(root, profile)
@@ -628,7 +632,7 @@ def plan(profile: str, root: str | os.PathLike | None = None, overrides: Iterabl
     named: set[str] = set()
     if only is not None:
         named = set(p.select(only))
-        selected = set().union(*(descendants(nodes, n) for n in named))
+        selected = set().union(*(descendants(nodes, n) for n in named)) if downstream else set(named)
     # stale = selected nodes that are forced or not current; staleness of a node
     # propagates through fingerprints (which include upstream outputs) at run time
     p.stale = [n for n in order if n in selected and (force or n in named or not p.is_current(n))]
@@ -759,7 +763,8 @@ def _execute(p: Plan, name: str) -> dict[str, Any]:
 
 
 def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable[str] = (),
-        only: str | None = None, force: bool = False, progress: bool = True, log=print) -> list[str]:
+        only: str | None = None, force: bool = False, progress: bool = True, log=print,
+        downstream: bool = True) -> list[str]:
     """Run every stale node of ``profile`` in dependency order; return the names of the nodes executed.
 
     Staleness is re-checked just before each node runs, so a node whose upstream
@@ -768,13 +773,13 @@ def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable
     """
     from tqdm.auto import tqdm
 
-    p = plan(profile, root, overrides, only, force)
+    p = plan(profile, root, overrides, only, force, downstream)
     if load_profile(p.root, profile)["empty"]:
         log(f"warning: profile {profile} sets nothing; every node runs on its notebook's defaults")
     log(f"profile {profile}: device {default_device()}; {len(p.order)} nodes, "
         f"{len(p.stale)} to check or run")
     forced = set(p.stale) if force else (set(p.select(only)) if only else set())
-    candidates = [n for n in p.order if n in set(p.stale) or n in _downstream_of(p, p.stale)]
+    candidates = [n for n in p.order if n in set(p.stale) or (downstream and n in _downstream_of(p, p.stale))]
     executed: list[str] = []
     # the kernels find the project through SALVE_PROJECT_ROOT; two torch threads on two busy
     # cores collapse without OMP_WAIT_POLICY=PASSIVE
@@ -1005,6 +1010,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(in every edition) or for one edition's node")
         sp.add_argument("--only", metavar="NODE", help="run NODE (a node, an edition or a chain node) always, "
                                                        "and its stale descendants")
+        sp.add_argument("--no-downstream", dest="downstream", action="store_false",
+                        help="with --only: run only the named nodes, not their descendants")
         sp.add_argument("--force", action="store_true", help="re-execute even up-to-date nodes")
         sp.add_argument("--root", help="project root (default: found from the working directory)")
     sp = sub.add_parser("errors", help="list executed chapters that hold an error output")
@@ -1023,15 +1030,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"table of contents of profile {args.profile}: {write_toc(args.profile, args.out, args.root)}")
             return 0
         if args.command == "run":
-            run(args.profile, args.root, args.param, args.only, args.force)
+            run(args.profile, args.root, args.param, args.only, args.force, downstream=args.downstream)
             return 0
-        p = plan(args.profile, args.root, args.param, args.only, args.force)
+        p = plan(args.profile, args.root, args.param, args.only, args.force, args.downstream)
         if args.command == "check":
             print(f"profile {args.profile}: {len(p.editions)} editions ({', '.join(p.editions)}), "
                   f"{len(p.order)} nodes, parameters valid")
         else:
             for n in p.order:
-                print(f"{'stale   ' if n in p.stale else 'current '} {n:<34} notebooks/{p.nodes[n].notebook}")
+                state = "run" if n in p.stale else "current" if p.is_current(n) else "stale"
+                print(f"{state:<8} {n:<34} notebooks/{p.nodes[n].notebook}")
         return 0
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
