@@ -54,6 +54,7 @@ __all__ = [
     "edit_weights",
     "empirical_alpha_crit",
     "per_class_accuracy",
+    "target_and_others",
 ]
 
 DIRECTIONS = ("suppress", "enhance")
@@ -579,6 +580,25 @@ def accuracy_change(curves: pd.DataFrame, at_strength: float) -> pd.DataFrame:
             rows.append({"feature_role": role, "direction": direction, "class": cls, "strength": float(s),
                          "before": float(before[cls]), "after": float(after[cls]),
                          "change": float(after[cls] - before[cls])})
+    return pd.DataFrame(rows)
+
+
+def target_and_others(change: pd.DataFrame) -> pd.DataFrame:
+    """Summarise the K x K accuracy-change matrix of ``dominant:<class>`` edits: one row per edited class.
+
+    ``change`` is :func:`accuracy_change` of every class's dominant-feature edit.
+    Returns ``class, direction, target_change`` (the edited class's own change),
+    ``others_mean`` and ``others_worst`` (mean and minimum change of the K - 1 other
+    classes): how a hundred-class matrix reads in three columns.
+    """
+    rows = []
+    dom = change[change["feature_role"].str.startswith("dominant:")]
+    for (role, direction), sub in dom.groupby(["feature_role", "direction"], sort=False):
+        target = role.split(":", 1)[1]
+        own = sub.set_index("class")["change"]
+        others = own.drop(target)
+        rows.append({"class": target, "direction": direction, "target_change": float(own[target]),
+                     "others_mean": float(others.mean()), "others_worst": float(others.min())})
     return pd.DataFrame(rows)
 
 

@@ -588,6 +588,7 @@ class Plan:
     code_hash: str
     editions: dict[str, dict[str, Any]] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
+    stale_upstream: list[str] = field(default_factory=list)  # --only: ancestors used although not current
 
     def fingerprint(self, name: str) -> str:
         """Hash of the notebook, its parameters, the salve_utils code and the upstream nodes' outputs."""
@@ -639,9 +640,10 @@ def plan(profile: str, root: str | os.PathLike | None = None, overrides: Iterabl
     if only is not None:
         ancestors = set().union(*(_ancestors(nodes, n) for n in named)) - selected
         for n in order:
-            if n in ancestors and not p.is_current(n):
-                raise PipelineError(f"--only {only}: upstream node {n!r} is not up to date for profile "
-                                    f"{profile}; run the whole profile first")
+            if n in ancestors and not outputs_intact(root, _read_outputs(root, profile, n)):
+                raise PipelineError(f"--only {only}: upstream node {n!r} has no outputs for profile "
+                                    f"{profile}; run it first (or the whole profile)")
+        p.stale_upstream = [n for n in order if n in ancestors and not p.is_current(n)]
     return p
 
 
@@ -778,6 +780,9 @@ def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable
         log(f"warning: profile {profile} sets nothing; every node runs on its notebook's defaults")
     log(f"profile {profile}: device {default_device()}; {len(p.order)} nodes, "
         f"{len(p.stale)} to check or run")
+    if p.stale_upstream:
+        log(f"warning: --only {only} reads the outputs of {', '.join(p.stale_upstream)}, which are not up to date "
+            "(their code, notebook or parameters changed); rerun them for a consistent edition")
     forced = set(p.stale) if force else (set(p.select(only)) if only else set())
     candidates = [n for n in p.order if n in set(p.stale) or (downstream and n in _downstream_of(p, p.stale))]
     executed: list[str] = []

@@ -22,6 +22,7 @@ __all__ = [
     "class_palette",
     "confusion_heatmap",
     "curve_plot",
+    "edit_overview",
     "dominant_bars",
     "example_pair",
     "history_plot",
@@ -300,6 +301,31 @@ def _role_target(role: str) -> str | None:
     return role.split(":", 1)[1] if role.startswith("dominant:") else None
 
 
+def edit_overview(summary: pd.DataFrame, palette: dict, strength: float):
+    """Every class's dominant-feature edit in one panel per direction: own change (x) vs the others' (y).
+
+    ``summary`` is :func:`~salve_utils.editing.target_and_others`. Dots: the mean
+    change of the other classes; bars down to their worst change. The ideal edit of
+    the paper sits far left (suppress) or right (enhance) on the zero line.
+    """
+    directions = list(dict.fromkeys(summary["direction"]))
+    fig, axes = plt.subplots(1, len(directions), figsize=(4.8 * len(directions), 4.0), squeeze=False, sharey=True)
+    for ax, direction in zip(axes[0], directions):
+        sub = summary[summary["direction"] == direction]
+        colours = [palette.get(c, "grey") for c in sub["class"]]
+        ax.vlines(sub["target_change"], sub["others_worst"], sub["others_mean"], colors=colours, lw=0.8, alpha=0.6)
+        ax.scatter(sub["target_change"], sub["others_mean"], c=colours, s=18, edgecolor="black", lw=0.3, zorder=3)
+        if len(sub) <= 12:
+            for cls, x, y in zip(sub["class"], sub["target_change"], sub["others_mean"]):
+                ax.annotate(cls, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="black", lw=0.6)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set(xlabel="change of the edited class", title=f"{direction}, strength {strength:g}")
+    axes[0, 0].set_ylabel("change of the other classes (dot: mean, bar: worst)")
+    fig.tight_layout()
+    return fig
+
+
 def small_multiples(curves: pd.DataFrame, palette: dict, x: str = "strength", title: str = "", ncols: int = 5,
                     xlabel: str = "strength α·max|c|"):
     """One panel per edited feature: its class's accuracy (bold) and the mean of the others (dashed)."""
@@ -417,7 +443,8 @@ def alpha_crit_scatter(table: pd.DataFrame, palette: dict):
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="analytic = numerical")
     ax.set(xscale="log", yscale="log", xlabel="numerical (exact) α_crit, strength",
            ylabel="analytic y/R, strength", title="where the linear formula is exact")
-    ax.legend(fontsize=6, ncol=2)
+    if t["class"].nunique() <= 12:  # a legend of a hundred classes says nothing
+        ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return fig
 
