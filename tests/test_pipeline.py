@@ -262,3 +262,14 @@ def test_yaml_errors_name_the_file_and_line_and_duplicate_keys_are_rejected(edit
     path.write_text("")
     with pytest.raises(pipeline.PipelineError, match="no editions"):
         pipeline.plan("p", editions_project)
+
+
+def test_only_uses_stale_upstream_outputs_with_a_warning_and_refuses_missing_ones(project: Path) -> None:
+    with pytest.raises(pipeline.PipelineError, match="upstream node 'a' has no outputs"):
+        pipeline.plan("p", project, only="b")
+    pipeline.run("p", project, progress=False, log=lambda *_: None)
+    (project / "salve_utils" / "code.py").write_text("# changed\n")  # every node is stale now
+    lines: list[str] = []
+    assert pipeline.run("p", project, only="b", downstream=False, progress=False, log=lines.append) == ["b"]
+    assert any("reads the outputs of a, which are not up to date" in line for line in lines)
+    assert pipeline.plan("p", project).stale == ["a", "c", "d"]  # status still says a is not up to date
