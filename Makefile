@@ -14,6 +14,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
+MATHJAX := _assets/mathjax/tex-chtml-full.js
+
 .PHONY: book html test bench clean venv
 
 venv: $(STAMP)
@@ -28,7 +30,16 @@ book: $(STAMP)
 	$(PY) -m salve_utils.pipeline run --profile $(PROFILE)
 	$(MAKE) --no-print-directory html
 
-html: $(STAMP)
+# MathJax is served by the book itself (no CDN): npm installs the pinned, checksummed
+# package of package-lock.json, and the parts the pages load are copied to _static/.
+$(MATHJAX): package-lock.json
+	npm ci --no-audit --no-fund --silent
+	rm -rf _assets/mathjax && mkdir -p _assets/mathjax
+	cp -r node_modules/mathjax/es5/tex-chtml-full.js node_modules/mathjax/es5/output node_modules/mathjax/es5/input \
+	  node_modules/mathjax/es5/ui node_modules/mathjax/es5/a11y node_modules/mathjax/es5/adaptors _assets/mathjax/
+	touch $(MATHJAX)
+
+html: $(STAMP) $(MATHJAX)
 	$(PY) -m salve_utils.pipeline errors --profile $(PROFILE)
 	$(PY) -m salve_utils.pipeline toc --profile $(PROFILE) --out _build/toc/$(PROFILE).yml
 	$(VENV)/bin/jupyter-book build . --toc _build/toc/$(PROFILE).yml --warningiserror --keep-going --quiet
@@ -41,4 +52,4 @@ bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf _build data/runs
+	rm -rf _build data/runs _assets/mathjax
