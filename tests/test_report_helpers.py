@@ -125,3 +125,66 @@ def test_seed_study_includes_the_reference_and_compares_the_others(toy) -> None:
     assert set(study["curves"]["seed"]) == {0, 1} and not math.isnan(study["rank_agreement"])
     spread = features.seed_spread(study["alpha_medians"])
     assert set(spread.index) == {"a", "b", "c"}
+
+
+# --------------------------------------------------------------------------- editions
+
+
+def test_target_and_others_reads_the_class_by_class_matrix(toy) -> None:
+    acts, ae = toy
+    roles = {f"dominant:{c}": f for c, f in zip(acts.classes, (0, 1, 2))}
+    curves = editing.feature_curves(acts, ae, roles, [0.0, 2.0], "suppress")
+    change = editing.accuracy_change(curves, at_strength=2.0)
+    summary = editing.target_and_others(change).set_index("class")
+    for cls in acts.classes:
+        own = change[(change["feature_role"] == f"dominant:{cls}")].set_index("class")["change"]
+        assert summary.loc[cls, "target_change"] == pytest.approx(own[cls])
+        assert summary.loc[cls, "others_mean"] == pytest.approx(own.drop(cls).mean())
+        assert summary.loc[cls, "others_worst"] == pytest.approx(own.drop(cls).min())
+
+
+def test_part_suppression_marks_the_carriers(toy) -> None:
+    acts, ae = toy
+    assignment = pd.DataFrame({"part": ["p", "q"], "feature": [0, -1], "corr": [0.9, np.nan], "abs_corr": [0.9, np.nan]})
+    effect = features.part_suppression(acts, ae, assignment, {"a": ("p",), "b": ("q",)}, strength=1.0)
+    assert set(effect["part"]) == {"p"}  # a part without a latent is not suppressed
+    assert effect.set_index("class")["carries"].to_dict() == {"a": True, "b": False, "c": False}
+
+
+def _claims(verdicts: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({"claim": list(verdicts), "paper": "", "ours": [f"measured {k}" for k in verdicts],
+                         "verdict": list(verdicts.values())})
+
+
+def test_claims_by_edition_lays_editions_side_by_side_and_judges_the_transfer_by_rule() -> None:
+    from salve_utils import report
+
+    resnet = _claims({"baseline": "differs: x", "suppress": "does not hold: x", "specific": "holds: x",
+                      "enhance": "partly: x"})
+    vit = _claims({"baseline": "differs: y", "suppress": "partly: y", "specific": "holds: y", "enhance": "partly: y"})
+    wide = report.claims_by_edition({"r": resnet, "v": vit}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
+    assert list(wide.columns) == ["claim", "paper", "ResNet", "ResNet: verdict", "ViT", "ViT: verdict"]
+    row = wide.set_index("claim").loc["vit"]
+    # three comparable claims (the baseline is not one), two with the same verdict: partly
+    assert row["ViT: verdict"].startswith("partly: 2 of 3 claims") and "different: suppress" in row["ViT: verdict"]
+    same = report.claims_by_edition({"r": resnet, "v": resnet}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
+    assert same.set_index("claim").loc["vit", "ViT: verdict"].startswith("holds: 3 of 3")
+    assert "vit" not in set(report.claims_by_edition({"r": resnet}, {"r": "ResNet"}, transfer=None)["claim"])
+
+
+def test_backbone_pair_needs_the_same_dataset() -> None:
+    from salve_utils import report
+
+    specs = {"a": {"arch": "resnet18", "dataset": "cifar100"}, "b": {"arch": "vit_small", "dataset": "imagenette"},
+             "c": {"arch": "resnet18", "dataset": "imagenette"}}
+    assert report.backbone_pair(specs) == ("c", "b")
+    assert report.backbone_pair({"a": specs["a"], "b": specs["b"]}) is None
+
+
+def test_dominant_sharing_counts_other_classes_on_the_dominant_feature() -> None:
+    mu = torch.tensor([[4.0, 0.0, 0.0], [3.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+    out = features.dominant_sharing(mu, ["a", "b", "c"], threshold=0.5).set_index("class")
+    assert out.loc["a", "n_sharing"] == 1 and out.loc["a", "sharing"] == "b"  # b's top is also z0
+    assert out.loc["c", "n_sharing"] == 0
+    with pytest.raises(ValueError, match="threshold"):
+        features.dominant_sharing(mu, threshold=0)
