@@ -26,6 +26,7 @@ import os
 import tarfile
 import tempfile
 import urllib.request
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,6 +315,12 @@ def _decode_folder(folder: Path, split: str, size: int, classes: dict[str, str],
             raise FileNotFoundError(f"{class_dir} holds no images: the {name} copy at {folder} is incomplete")
         files += found
     sums = _read_checksums(folder)
+    present = {p.relative_to(folder).as_posix() for p, _ in files}
+    prefix = f"{split_dir or split}/"
+    missing = sorted(k for k in sums if k.startswith(prefix) and k.split("/")[1] in classes and k not in present)
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} file(s) listed in {folder.name}.sha256 are missing from {folder}, "
+                                f"e.g. {missing[0]}: the local copy is incomplete; restore it from the source")
     jobs = [(str(p), size, sums.get(p.relative_to(folder).as_posix())) for p, _ in files]
     images = np.empty((len(jobs), 3, size, size), dtype=np.uint8)
     desc = f"decode {name} {split} @{size}px"
@@ -393,6 +400,12 @@ def load_cifar100(split: str, root: str | os.PathLike | None = None, download: b
         key = {"dataset": "cifar100", "split": out_split, "size": 32,
                "listing": _listing_key(folder, "test" if out_split == "val" else "train"), "v": 1}
         classes = {d.name: d.name.replace("_", " ") for d in (folder / "train").iterdir() if d.is_dir()}
+        if len(classes) == len(CIFAR100_CLASSES) and sorted(classes.values()) != sorted(CIFAR100_CLASSES):
+            raise ValueError(f"{folder}/train holds class folders that are not CIFAR-100's fine labels; "
+                             "restore the copy from the source")
+        if len(classes) != len(CIFAR100_CLASSES):
+            warnings.warn(f"{folder}/train has {len(classes)} class folders, not CIFAR-100's 100: a partial copy "
+                          "(class-name checks assume all 100)", stacklevel=2)
         workers = workers or max(1, (os.cpu_count() or 1))
         data = _cached(key, lambda: _decode_folder(folder, out_split, 32, classes, workers, name="cifar100",
                                                    split_dir="test" if out_split == "val" else "train"))

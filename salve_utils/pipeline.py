@@ -19,9 +19,10 @@ commit, versions, hardware, wall time) in its metadata and in
 Command line::
 
     python -m salve_utils.pipeline run --profile smoke            # run what is stale
-    python -m salve_utils.pipeline run --profile cpu --only control -p control.alpha_max=4
+    python -m salve_utils.pipeline run --profile cpu --only vit-imagenette.control -p control.strength_max=4
     python -m salve_utils.pipeline check --profile cpu            # validate only, in seconds
     python -m salve_utils.pipeline status --profile cpu           # what would run
+    python -m salve_utils.pipeline toc --profile cpu              # the book's table of contents
 
 Inside a notebook, :class:`NodeContext` is how a node finds its upstream
 artifacts and records its own.
@@ -397,6 +398,13 @@ def resolve_parameters(root: Path, graph: Graph, profile_name: str, profile: dic
     """
     where = f"profile {profile_name}"
     editions = profile["editions"]
+    for edition in editions:
+        if edition in graph.chain or edition in graph.report:
+            raise PipelineError(f"{where}: edition name {edition!r} is also a node name; rename the edition")
+    titles = [body["title"] for body in editions.values()]
+    if len(set(titles)) < len(titles):
+        raise PipelineError(f"{where}: two editions share the title {next(t for t in titles if titles.count(t) > 1)!r}; "
+                            "titles name the book's parts and the summary's columns, so make them unique")
     if graph.chain and not editions:
         raise PipelineError(f"{where}: no editions; declare at least one under `editions:` "
                             "(e.g. resnet18-imagenette: {{backbone: {{dataset: imagenette, arch: resnet18}}}})")
@@ -421,6 +429,10 @@ def resolve_parameters(root: Path, graph: Graph, profile_name: str, profile: dic
     declared = {name: notebook_parameters(root / "notebooks" / body["notebook"])
                 for name, body in {**chain, **report}.items()}
     every = sorted({p for d in declared.values() for p in d})
+    for pname in graph.class_params:
+        if pname not in every:
+            raise PipelineError(f"{GRAPH_FILE}: class_params names {pname!r}, which no notebook declares"
+                                f"{_suggest(pname, every)}")
     for source, common, shared, per_edition in layers:
         for name in common:
             if name in RESERVED:
@@ -441,6 +453,14 @@ def resolve_parameters(root: Path, graph: Graph, profile_name: str, profile: dic
                 if node not in chain:
                     raise PipelineError(f"{source}: edition {edition} has no chain node {node!r}"
                                         f"{_suggest(node, chain)}; chain nodes: {', '.join(chain)}")
+        # parameter names are checked even for nodes no edition runs (a typo must not pass unseen)
+        for node, given in [*shared.items(), *((n, v) for e in per_edition.values() for n, v in e.items())]:
+            params = declared[node]
+            for pname in given:
+                if pname not in params and pname not in RESERVED:
+                    nb = f"notebooks/{(chain.get(node) or report[node])['notebook']}"
+                    raise PipelineError(f"{source}: {nb} (node {node}) has no parameter {pname!r}"
+                                        f"{_suggest(pname, params)}; its parameters: {', '.join(params)}")
 
     def values_for(base: str, edition: str | None) -> dict[str, Any]:
         params = declared[base]
@@ -597,8 +617,12 @@ class Plan:
         for role, up in sorted(node.upstream.items()):
             outputs = _read_outputs(self.root, self.profile, up)
             upstream[role] = hash_json(outputs) if outputs is not None else "missing"
+        # edition titles are written into the chapters (headings, the summary's columns)
+        titles = ({node.edition: self.editions[node.edition]["title"]} if node.edition else
+                  {e: body["title"] for e, body in self.editions.items()})
         return hash_json({"notebook": notebook_hash(self.root / "notebooks" / node.notebook),
-                          "params": self.params[name], "code": self.code_hash, "upstream": upstream})
+                          "params": self.params[name], "code": self.code_hash, "upstream": upstream,
+                          "titles": titles})
 
     def is_current(self, name: str) -> bool:
         return (_executed_fingerprint(chapter_path(self.root, self.profile, name)) == self.fingerprint(name)
@@ -963,7 +987,7 @@ class NodeContext:
 # =========================================================================== the book's table of contents
 
 #: Hand-written pages around the executed chapters.
-BOOK_FRONT = [("The method", ["book/method"])]
+BOOK_FRONT = [("The method", ["book/method", "book/api"])]
 BOOK_BACK = ["book/reproduce", "book/references"]
 
 

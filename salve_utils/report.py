@@ -80,7 +80,7 @@ def claims(
     rows: list[dict[str, str]] = []
 
     def add(key: str, ours: str, verdict: str) -> None:
-        rows.append({"claim": key, "paper": PAPER_CLAIMS[key], "ours": ours, "verdict": verdict})
+        rows.append({"claim": key, "paper": PAPER_CLAIMS[key.split(":")[0]], "ours": ours, "verdict": verdict})
 
     acc = tables["backbone_accuracy"]
     val = acc[(acc["split"] == "val") & (acc["class"] == "all")]
@@ -136,8 +136,9 @@ def claims(
         add("tower_spare", f"{a} {ch[a]:+.1%}",
             _verdict(ch[a] >= -tolerance and ch[a] > ch[b], ch[a] > ch[b],
                      f"{a} changes by {ch[a]:+.1%}, against {b}'s {ch[b]:+.1%}"))
-        for watch in tower.get("watch_classes", []):
-            add("tower_other", f"{watch} {ch[watch]:+.1%}",
+        watched = list(tower.get("watch_classes", []))
+        for watch in watched:
+            add("tower_other" if len(watched) == 1 else f"tower_other:{watch}", f"{watch} {ch[watch]:+.1%}",
                 _verdict(ch[watch] >= 0.01, ch[watch] > 0, f"{watch} changes by {ch[watch]:+.1%}"))
 
     agree = alpha_crit_agreement(_rows(tables["alpha_crit"], nodes["alpha_crit"]))
@@ -213,17 +214,25 @@ def edition_overview(acts: "Activations", alpha_table: pd.DataFrame, sharing: pd
     images (0 after a ReLU and average pooling, as in a ResNet; both signs after a
     ViT's LayerNorm). The analytic α_crit is the straight-line root of the target
     logit; it is exact when no clamp is hit first, so its ratio to the exact
-    (numerical) value shows how the sign pattern changes the approximation.
+    (numerical) value shows how the sign pattern changes the approximation. All
+    ``frac_analytic_*`` and ``frac_exact`` are shares of the images whose logit
+    starts positive and does reach zero (``frac_finite`` of all images), so they add
+    up to one: exact, below, above, or infinite (the straight line never reaches zero
+    although the exact logit does).
     """
     a = alpha_table
-    finite = a[np.isfinite(a["numerical"]) & np.isfinite(a["analytic"]) & (a["numerical"] > 0)]
-    ratio = (finite["analytic"] / finite["numerical"]).to_numpy()
-    agree = alpha_crit_agreement(a)
+    reach = a[np.isfinite(a["numerical"]) & (a["numerical"] > 0)]  # the logit starts positive and reaches zero
+    both = reach[np.isfinite(reach["analytic"])]
+    ratio = (both["analytic"] / both["numerical"]).to_numpy()
+    exact = np.isclose(both["analytic"], both["numerical"], rtol=1e-4, atol=0)
+    n = max(1, len(reach))
     return {"classes": len(acts.classes), "d_head": int(acts.val.shape[1]),
             "frac_negative": float((acts.val < 0).float().mean()),
-            "n_images": int(len(a)), "frac_finite": float(len(finite) / max(1, len(a))),
-            "frac_exact": agree["frac_exact"], "frac_analytic_below": agree["frac_analytic_below"],
-            "frac_analytic_above": agree["frac_analytic_above"],
+            "n_images": int(len(a)), "frac_finite": float(len(reach) / max(1, len(a))),
+            "frac_analytic_infinite": float((~np.isfinite(reach["analytic"])).sum() / n),
+            "frac_exact": float(exact.sum() / n),
+            "frac_analytic_below": float((both["analytic"][~exact] < both["numerical"][~exact]).sum() / n),
+            "frac_analytic_above": float((both["analytic"][~exact] > both["numerical"][~exact]).sum() / n),
             "median_ratio": float(np.median(ratio)) if len(ratio) else float("nan"),
             "frac_shared": float((sharing["n_sharing"] > 0).mean()),
             "mean_sharing": float(sharing["n_sharing"].mean())}
@@ -243,12 +252,15 @@ def claims_by_edition(per_edition: dict[str, pd.DataFrame], titles: dict[str, st
     """The claims x editions table: ``claim, paper``, then ``<title>`` (measured) and ``<title>: verdict`` per edition.
 
     With ``transfer = (reference, other)`` (e.g. the ResNet-18 and the ViT edition on
-    the same data), a ``vit`` row asks whether the claims transfer: it holds when
-    every claim measured on both gets the same verdict category on ``other`` as on
-    ``reference``, partly when at least half do.
+    the same data), a ``vit`` row judges the paper's "the same holds for ViT" by the
+    ViT edition's own verdicts on the claims both editions measured (the baseline
+    excluded): it holds when all of them hold, partly when at least half hold at
+    least partly, does not hold otherwise, and is "not tested" when there is no
+    common claim. Its text also counts how many claims get the same verdict as on
+    the reference edition.
     """
     keys = list(dict.fromkeys(k for df in per_edition.values() for k in df["claim"]))
-    wide = pd.DataFrame({"claim": keys, "paper": [PAPER_CLAIMS[k] for k in keys]})
+    wide = pd.DataFrame({"claim": keys, "paper": [PAPER_CLAIMS[k.split(":")[0]] for k in keys]})
     for edition, df in per_edition.items():
         df = df.drop_duplicates("claim").set_index("claim")
         wide[titles[edition]] = wide["claim"].map(df["ours"]).fillna("—")
@@ -262,11 +274,16 @@ def claims_by_edition(per_edition: dict[str, pd.DataFrame], titles: dict[str, st
         for edition in per_edition:
             row[titles[edition]] = "—"
             row[f"{titles[edition]}: verdict"] = "—"
-        text = (f"{len(same)} of {len(common)} claims get the same verdict on {titles[transfer[1]]} as on "
-                f"{titles[transfer[0]]}" + (f"; different: {', '.join(differ)}" if differ else ""))
+        kinds = [verdict_kind(other[k]) for k in common]
+        held = kinds.count("holds")
+        partly = held + kinds.count("partly")
+        text = (f"{held} of {len(common)} claims hold on {titles[transfer[1]]} ({partly - held} partly); "
+                f"{len(same)} of {len(common)} get the same verdict as on {titles[transfer[0]]}"
+                + (f" (different: {', '.join(differ)})" if differ else ""))
         row[titles[transfer[1]]] = text
-        row[f"{titles[transfer[1]]}: verdict"] = _verdict(len(same) == len(common) and bool(common),
-                                                           len(same) >= len(common) / 2, text)
+        row[f"{titles[transfer[1]]}: verdict"] = (
+            _verdict(held == len(common), partly >= len(common) / 2, text) if common else
+            "not tested: the two editions share no claim")
         wide = pd.concat([wide, pd.DataFrame([row])], ignore_index=True)
     return wide
 

@@ -184,15 +184,22 @@ def test_cifar100_offline_folder_is_read_checked_and_named(tmp_path, monkeypatch
                 lines.append(f"{hashlib.sha256(blob).hexdigest()}  cifar100/{split}/{cls}/{i:04d}.webp")
     (tmp_path / "cifar100.sha256").write_text("\n".join(lines) + "\n")
     monkeypatch.setenv("SALVE_DATA_ROOT", str(tmp_path))
-    train = data.load_dataset("cifar100", "train", 32)
+    with pytest.warns(UserWarning, match="partial copy"):
+        train = data.load_dataset("cifar100", "train", 32)
     assert train.classes == ["apple", "aquarium fish"] and len(train) == 6 and "not the official" in train.source
     pixels = np.asarray(Image.open(tmp_path / "cifar100/train/apple/0000.webp")).transpose(2, 0, 1)
     assert torch.equal(train.images[0], torch.from_numpy(pixels.copy()))
-    assert data.load_dataset("cifar100", "val", 32).split == "val"
-    # a damaged file is named, not decoded
-    (tmp_path / "cifar100/test/apple/0001.webp").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="partial copy"):
+        assert data.load_dataset("cifar100", "val", 32).split == "val"
+    # a file that still decodes but differs from the published checksum is refused, by name
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(tmp_path / "cifar100/test/apple/0001.webp",
+                                                                lossless=True)
     monkeypatch.setenv("SALVE_CACHE_DIR", str(tmp_path / "fresh-cache"))
-    with pytest.raises(OSError, match="0001.webp"):
+    with pytest.raises(OSError, match="checksum mismatch for .*0001.webp"):
+        data.load_cifar100("val")
+    # a file listed in the checksums but gone is named too
+    (tmp_path / "cifar100/test/apple/0001.webp").unlink()
+    with pytest.raises(FileNotFoundError, match="missing .*test/apple/0001.webp"):
         data.load_cifar100("val")
 
 

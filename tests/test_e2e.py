@@ -30,6 +30,8 @@ def built_project(tmp_path_factory) -> Path:
     (root / "book").mkdir()
     for page in (ROOT / "book").glob("*.*"):
         shutil.copy(page, root / "book" / page.name)
+    shutil.copytree(ROOT / "book" / "_ext", root / "book" / "_ext", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "_assets").mkdir()  # where `make html` puts MathJax; the browser test checks the maths
     executed = pipeline.run("smoke", root, progress=False, log=lambda *_: None)
     assert executed == pipeline.plan("smoke", root).order
     toc = pipeline.write_toc("smoke", root / "_build/toc/smoke.yml", root)

@@ -273,3 +273,22 @@ def test_only_uses_stale_upstream_outputs_with_a_warning_and_refuses_missing_one
     assert pipeline.run("p", project, only="b", downstream=False, progress=False, log=lines.append) == ["b"]
     assert any("reads the outputs of a, which are not up to date" in line for line in lines)
     assert pipeline.plan("p", project).stale == ["a", "c", "d"]  # status still says a is not up to date
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda g, p: p["editions"].update(b={"a": {"dataset": "planted"}}), "edition name 'b' is also a node name"),
+    (lambda g, p: p["editions"]["two"].update(title="One"), "two editions share the title 'One'"),
+    (lambda g, p: g.update(class_params=["target_clas"]), "class_params names 'target_clas'"),
+    # c runs on planted data only: with no planted edition its parameters are still checked
+    (lambda g, p: (p["nodes"].update(c={"xx": 1}), p["editions"]["one"]["a"].update(dataset="imagenette")),
+     r"\(node c\) has no parameter 'xx'"),
+])
+def test_editions_graph_and_profile_mistakes_are_named(editions_project: Path, change, fragment: str) -> None:
+    graph_path = editions_project / "notebooks/pipeline.yml"
+    profile_path = editions_project / "notebooks/profiles/p.yml"
+    graph, profile = yaml.safe_load(graph_path.read_text()), yaml.safe_load(profile_path.read_text())
+    change(graph, profile)
+    graph_path.write_text(yaml.safe_dump(graph, sort_keys=False))
+    profile_path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    with pytest.raises(pipeline.PipelineError, match=fragment):
+        pipeline.plan("p", editions_project)

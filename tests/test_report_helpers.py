@@ -165,10 +165,19 @@ def test_claims_by_edition_lays_editions_side_by_side_and_judges_the_transfer_by
     wide = report.claims_by_edition({"r": resnet, "v": vit}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
     assert list(wide.columns) == ["claim", "paper", "ResNet", "ResNet: verdict", "ViT", "ViT: verdict"]
     row = wide.set_index("claim").loc["vit"]
-    # three comparable claims (the baseline is not one), two with the same verdict: partly
-    assert row["ViT: verdict"].startswith("partly: 2 of 3 claims") and "different: suppress" in row["ViT: verdict"]
-    same = report.claims_by_edition({"r": resnet, "v": resnet}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
-    assert same.set_index("claim").loc["vit", "ViT: verdict"].startswith("holds: 3 of 3")
+    # three comparable claims (the baseline is not one): on the ViT one holds, two partly -> partly
+    assert row["ViT: verdict"].startswith("partly: 1 of 3 claims hold on ViT (2 partly)")
+    assert "2 of 3 get the same verdict" in row["ViT: verdict"] and "different: suppress" in row["ViT: verdict"]
+    good = _claims({"suppress": "holds: z", "specific": "holds: z", "enhance": "holds: z"})
+    both = report.claims_by_edition({"r": resnet, "v": good}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
+    assert both.set_index("claim").loc["vit", "ViT: verdict"].startswith("holds: 3 of 3")
+    # failing on both backbones is not "the same holds"
+    bad = _claims({"suppress": "does not hold: z", "specific": "does not hold: z", "enhance": "does not hold: z"})
+    fail = report.claims_by_edition({"r": bad, "v": bad}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
+    assert fail.set_index("claim").loc["vit", "ViT: verdict"].startswith("does not hold: 0 of 3")
+    none = report.claims_by_edition({"r": _claims({"baseline": "differs: x"}), "v": _claims({"baseline": "differs: y"})},
+                                    {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
+    assert none.set_index("claim").loc["vit", "ViT: verdict"].startswith("not tested")
     assert "vit" not in set(report.claims_by_edition({"r": resnet}, {"r": "ResNet"}, transfer=None)["claim"])
 
 
