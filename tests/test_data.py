@@ -84,7 +84,12 @@ def test_imagenette_local_copy_decodes_caches_and_names_classes(tmp_path, monkey
     assert train.classes[4] == "church" and train.classes[7] == "gas pump"
     cached = list((Path(os.environ["SALVE_CACHE_DIR"]) / "datasets").glob("imagenette-train-16px-*.pt"))
     assert len(cached) == 1
-    (tmp_path / "imagenette2" / "train" / "n01440764" / "img1.JPEG").unlink()  # a changed listing: a new entry
+    (tmp_path / "imagenette2" / "train" / "n01440764" / "img1.JPEG").unlink()
+    with pytest.raises(FileNotFoundError, match="missing .*train/n01440764/img1.JPEG"):  # listed, gone: incomplete
+        data.load_imagenette("train", 16, workers=1)
+    listing = tmp_path / "imagenette2.sha256"  # a copy that changed with its checksum list: a new cache entry
+    listing.write_text("".join(line for line in listing.read_text().splitlines(keepends=True)
+                               if not line.rstrip().endswith("train/n01440764/img1.JPEG")))
     assert len(data.load_imagenette("train", 16, workers=1)) == 19
 
 
