@@ -171,15 +171,25 @@ def default_device(device: str | torch.device | None = "auto") -> torch.device:
 # --------------------------------------------------------------------------- provenance
 
 
+#: What a result depends on: the package, the source notebooks and profiles, the build's settings.
+PROVENANCE_PATHS = ("salve_utils", "notebooks", "pyproject.toml", "Makefile")
+
+
 def git_commit(root: str | os.PathLike | None = None) -> str:
-    """Current commit of the project (``+dirty`` when tracked files differ), or ``"unknown"``."""
+    """Current commit of the project, ``+dirty`` when its code or source notebooks differ from it.
+
+    Only :data:`PROVENANCE_PATHS` count: the runner's own outputs (executed chapters,
+    tables, the table of contents) change with every run and say nothing about the
+    code that produced a result. ``"unknown"`` outside a git checkout.
+    """
     root = Path(root) if root else project_root()
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", *PROVENANCE_PATHS], cwd=root,
+            capture_output=True, text=True
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
