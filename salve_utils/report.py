@@ -187,6 +187,23 @@ def verdict_kind(verdict: str) -> str:
     return verdict.split(":")[0].strip()
 
 
+#: One colour per verdict kind, for tables and the at-a-glance figure (colour-blind safe pairs).
+VERDICT_COLOURS = {"holds": "#a6dba0", "partly": "#fee08b", "does not hold": "#f4a582",
+                   "inconclusive": "#d9d9d9", "not tested": "#f0f0f0"}
+
+
+def verdict_css(verdict: str) -> str:
+    """Inline CSS colouring a table cell by its verdict's kind ("" for cells that are no verdict).
+
+    >>> verdict_css("holds: 3 of 3")
+    'background-color: #a6dba0'
+    >>> verdict_css("—")
+    ''
+    """
+    colour = VERDICT_COLOURS.get(verdict_kind(str(verdict)))
+    return f"background-color: {colour}" if colour else ""
+
+
 #: The tables a summary reads from each edition (those that exist).
 EDITION_TABLES = ("backbone_accuracy", "suppression_curves", "alpha_crit", "seed_alpha_crit", "seed_matches",
                   "planted_recovery", "dominant_sharing")

@@ -86,7 +86,24 @@ PROBE = """() => {
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
     links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
     traceback: (document.body ? document.body.innerText : '').includes('Traceback (most recent call last)'),
+    explorers: document.querySelectorAll('.salve-explorer').length,
   };
+}"""
+
+#: Moves every control of explorer ``i`` to its last setting; returns the bars' heights before and after each move.
+MOVE = """(i) => {
+  const root = document.querySelectorAll('.salve-explorer')[i];
+  const heights = () => [...root.querySelectorAll('rect.bar')].map(b => b.getAttribute('height')).join(',');
+  const moves = [];
+  for (const c of root.querySelectorAll('[data-axis]')) {
+    const before = heights(), state = root.getAttribute('data-state');
+    const last = c.tagName === 'SELECT' ? String(c.options.length - 1) : c.max;
+    if (c.value === last) { continue; }
+    c.value = last;
+    c.dispatchEvent(new Event('input', {bubbles: true}));
+    moves.push({control: c.tagName, changed: heights() !== before, state: root.getAttribute('data-state') !== state});
+  }
+  return moves;
 }"""
 
 
@@ -98,7 +115,8 @@ def test_every_page_renders_offline(site: Path, server: str) -> None:
                    if not p.relative_to(site).as_posix().startswith(("_static/", "mathjax/")))
     assert len(pages) >= 10
     problems: list[str] = []
-    totals = {"pages": 0, "math": 0, "images": 0, "links": 0, "external_blocked": 0}
+    totals = {"pages": 0, "math": 0, "images": 0, "links": 0, "external_blocked": 0, "explorers": 0,
+              "explorer_moves": 0}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         context = browser.new_context()
@@ -137,6 +155,12 @@ def test_every_page_renders_offline(site: Path, server: str) -> None:
                 problems.append(f"{name}: image does not load: {src}")
             if found["traceback"]:
                 problems.append(f"{name}: shows a traceback")
+            for i in range(found["explorers"]):  # a kernel-free explorer must redraw when a control moves
+                moves = page.evaluate(MOVE, i)
+                totals["explorers"] += 1
+                totals["explorer_moves"] += len(moves)
+                if not moves or not any(m["changed"] for m in moves) or not all(m["state"] for m in moves):
+                    problems.append(f"{name}: explorer {i} does not change when its controls move: {moves}")
             problems += [f"{name}: console: {e}" for e in errors]
             for href in found["links"]:
                 target = urlparse(urljoin(server + name, href))
@@ -151,4 +175,5 @@ def test_every_page_renders_offline(site: Path, server: str) -> None:
         browser.close()
     print(f"browser: {totals}")
     assert totals["math"] >= 10, "the method page alone has more formulas than that"
+    assert totals["explorers"] >= 2, "the control and α_crit chapters each carry an explorer"
     assert not problems, "\n".join(problems[:40])
