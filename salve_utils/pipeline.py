@@ -178,7 +178,9 @@ def read_yaml(path: Path, root: Path | None = None) -> Any:
         raise PipelineError(f"{shown}{where}: {problem}") from None
 
 
-_NODE_KEYS = {"notebook", "upstream", "params", "title", "datasets", "per_edition"}
+_NODE_KEYS = {"notebook", "upstream", "params", "title", "datasets", "per_edition", "part"}
+#: Where a report node's page goes in the book: beside the method pages, or with the conclusions.
+_PARTS = ("front", "back")
 
 
 def load_graph(root: Path) -> Graph:
@@ -193,13 +195,15 @@ def load_graph(root: Path) -> Graph:
         raise PipelineError(f"{GRAPH_FILE}: {name!r} is both a chain node and a report node")
     for kind, group in (("chain", chain), ("nodes", report)):
         for name, body in group.items():
-            bad = set(body) - _NODE_KEYS - ({"per_edition"} if kind == "chain" else {"datasets"})
-            bad |= ({"per_edition"} & set(body)) if kind == "chain" else ({"datasets"} & set(body))
+            bad = set(body) - _NODE_KEYS
+            bad |= ({"per_edition", "part"} & set(body)) if kind == "chain" else ({"datasets"} & set(body))
             if bad:
                 raise PipelineError(f"{GRAPH_FILE}: {kind} node {name!r} has unknown key(s) {sorted(bad)}")
             nb = body.get("notebook")
             if not nb or not (root / "notebooks" / nb).is_file():
                 raise PipelineError(f"{GRAPH_FILE}: node {name!r} names notebook {nb!r}, not found in notebooks/")
+            if body.get("part", "back") not in _PARTS:
+                raise PipelineError(f"{GRAPH_FILE}: node {name!r} has part {body['part']!r}; use one of {list(_PARTS)}")
             clash = set(body.get("params") or {}) & set(RESERVED)
             if clash:
                 raise PipelineError(f"{GRAPH_FILE}: node {name!r} sets reserved parameter(s) {sorted(clash)}")
@@ -1000,14 +1004,17 @@ def book_toc(profile: str, root: str | os.PathLike | None = None) -> dict[str, A
     root = Path(root).resolve() if root else project_root()
     graph = load_graph(root)
     spec = load_profile(root, profile)
-    parts: list[dict[str, Any]] = [{"caption": c, "chapters": [{"file": f} for f in files]} for c, files in BOOK_FRONT]
+    executed = {name: f"{CHAPTERS_DIR}/{profile}/{name}" for name in graph.report
+                if (root / CHAPTERS_DIR / profile / f"{name}.ipynb").is_file()}
+    front = [f for name, f in executed.items() if graph.report[name].get("part") == "front"]
+    parts: list[dict[str, Any]] = [{"caption": c, "chapters": [{"file": f} for f in files + (front if i == 0 else [])]}
+                                   for i, (c, files) in enumerate(BOOK_FRONT)]
     for edition, body in spec["editions"].items():
         files = [f"{CHAPTERS_DIR}/{profile}/{edition}/{name}" for name in graph.chain
                  if (root / CHAPTERS_DIR / profile / edition / f"{name}.ipynb").is_file()]
         if files:
             parts.append({"caption": body["title"], "chapters": [{"file": f} for f in files]})
-    report = [f"{CHAPTERS_DIR}/{profile}/{name}" for name in graph.report
-              if (root / CHAPTERS_DIR / profile / f"{name}.ipynb").is_file()]
+    report = [f for name, f in executed.items() if graph.report[name].get("part", "back") == "back"]
     parts.append({"caption": "Conclusions", "chapters": [{"file": f} for f in report + BOOK_BACK]})
     return {"format": "jb-book", "root": "book/intro", "parts": parts}
 
