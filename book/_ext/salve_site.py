@@ -4,16 +4,72 @@
   injected) are left out of the page -- the provenance box lists the parameters --
   and every other code cell's input is folded behind a toggle, outputs and prose
   visible. The notebooks themselves are not changed.
+* Every chapter ends with links to download the CSV tables it wrote (read from the
+  node's ``outputs.json`` record), so a reader can check a number without rerunning.
+* The repository, issue and launch (Binder, Colab) buttons appear only when
+  ``repository.url`` is set in _config.yml, the one place that names the repository.
 * sphinx-thebe's configuration script is added twice to every page (the browser then
   reports ``Identifier 'THEBE_JS_URL' has already been declared``): keep one.
+* The pipeline overview on the first page (the paper's Figure 1, as this book runs it)
+  is drawn from ``notebooks/pipeline.yml`` when the build starts, into
+  ``book/_static/pipeline.svg`` (generated, not committed); the SVG is byte-identical
+  from build to build, and rewritten only when the graph or a notebook title changes.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 #: Cells a reader does not need to see: the parameters, which the provenance box lists.
 REMOVED = {"parameters", "injected-parameters"}
+
+#: The book's folder (this file is book/_ext/salve_site.py) and the project root above it.
+BOOK = Path(__file__).resolve().parents[1]
+ROOT = BOOK.parent
+#: Where the pipeline figure is written; book/intro.md includes it as ``_static/pipeline.svg``.
+PIPELINE_SVG = BOOK / "_static" / "pipeline.svg"
+
+
+#: Tables larger than this are not offered for download (they are not committed either).
+MAX_DOWNLOAD_BYTES = 20 * 2**20
+
+
+def table_links(docname: str, root: Path = ROOT) -> str:
+    """Markdown listing the CSV tables a chapter's node wrote, as download links ("" when none).
+
+    ``docname`` is ``book/chapters/<profile>/<edition>/<node>`` (or ``…/<profile>/<node>``
+    for a report node); its tables live in ``data/results/<profile>[/<edition>]/``.
+    """
+    parts = docname.split("/")[2:]  # profile, [edition,] node
+    if len(parts) not in (2, 3):
+        return ""
+    record = root / "data" / "artifacts" / Path(*parts) / "outputs.json"
+    try:
+        tables = sorted(json.loads(record.read_text()).get("tables", {}))
+    except (OSError, ValueError):
+        return ""
+    if not tables:
+        return ""
+    folder = root / "data" / "results" / Path(*parts[:-1])
+    up = "../" * (len(docname.split("/")) - 1)
+    items = []
+    for name in tables:
+        path = folder / f"{name}.csv"
+        rel = f"{up}{path.relative_to(root).as_posix()}"
+        if path.is_file() and path.stat().st_size <= MAX_DOWNLOAD_BYTES:
+            items.append(f"* {{download}}`{name}.csv <{rel}>` ({path.stat().st_size / 1024:,.0f} KiB)")
+        else:
+            size = f"{path.stat().st_size / 2**20:,.0f} MiB, " if path.is_file() else ""
+            items.append(f"* `{name}.csv` ({size}not in the repository: the pipeline writes it to "
+                         f"`{path.relative_to(root).as_posix()}`)")
+    return ("## Tables of this chapter\n\nThe tables this chapter wrote, as CSV (a table several chapters "
+            "write to carries a `node` column naming the chapter of each row):\n\n" + "\n".join(items) + "\n")
 
 
 def _reader_first(app, docname, source) -> None:
@@ -21,6 +77,9 @@ def _reader_first(app, docname, source) -> None:
     if not docname.startswith("book/chapters/") or not source[0].lstrip().startswith("{"):
         return
     nb = json.loads(source[0])
+    links = table_links(docname)
+    if links:
+        nb.setdefault("cells", []).append({"cell_type": "markdown", "metadata": {}, "source": links})
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
@@ -29,6 +88,25 @@ def _reader_first(app, docname, source) -> None:
         if extra not in tags:
             tags.append(extra)
     source[0] = json.dumps(nb)
+
+
+def repository_buttons(theme_options: dict) -> dict:
+    """Buttons follow ``repository.url`` in _config.yml: all on when it is set, none when it is empty.
+
+    >>> repository_buttons({"repository_url": "", "launch_buttons": {"colab_url": "x"}})["launch_buttons"]
+    {}
+    >>> repository_buttons({"repository_url": "https://github.com/o/r"})["use_issues_button"]
+    True
+    """
+    known = bool(theme_options.get("repository_url"))
+    theme_options["use_repository_button"] = theme_options["use_issues_button"] = known
+    if not known:
+        theme_options["launch_buttons"] = {}
+    return theme_options
+
+
+def _repository_buttons(app, config) -> None:
+    repository_buttons(config.html_theme_options)
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -43,7 +121,267 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     context["script_files"] = kept
 
 
+# =========================================================================== the pipeline figure
+
+#: The paper's stage of each node (Discover, Verify, Control); a node not listed gets no stage line.
+STAGES = {
+    "backbone": "Discover", "autoencoder": "Discover", "discover": "Discover",
+    "verify": "Verify",
+    "control": "Control", "alpha_crit": "Control", "tower": "Control", "seeds": "Control",
+    "known_answers": "known-answer control",
+    "summary": "Report", "compare": "Report",
+}
+#: Box colours (edge, face) per stage.
+STAGE_COLOURS = {
+    "Discover": ("#3b6ea5", "#e6eef7"),
+    "Verify": ("#3d8a4f", "#e6f2e8"),
+    "Control": ("#c0612b", "#fbece2"),
+    "known-answer control": ("#6b5aa6", "#eeebf6"),
+    "Report": ("#555555", "#efefef"),
+    None: ("#555555", "#ffffff"),
+}
+#: Box and spacing sizes in inches; text sizes in points.
+BOX_W, ROW_GAP, MARGIN = 1.8, 0.12, 0.2
+NAME_PT, TITLE_PT, SMALL_PT = 9.0, 7.5, 6.5
+#: Characters per line of a box's title and of its small print (DejaVu Sans, BOX_W wide).
+TITLE_CHARS, SMALL_CHARS = 27, 34
+
+#: The SVG's internal ids are salted with this instead of a random salt, so builds compare equal.
+#: The rest pins what a matplotlibrc could change about the file.
+SVG_RC = {"svg.hashsalt": "salve-pipeline", "svg.fonttype": "path", "svg.image_inline": True,
+          "savefig.bbox": None, "savefig.facecolor": "white", "savefig.transparent": False}
+
+
+def _col_gap(n_left: int, n_right: int) -> float:
+    """The gap between two columns: wider where arrows fan out to (or in from) a tall stack."""
+    return 0.3 + 0.06 * max(n_left, n_right)
+
+
+def notebook_title(path: Path) -> str:
+    """The first ``# `` heading of a notebook's markdown cells, or ``""``."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = cell.get("source", "")
+        for line in ("".join(source) if isinstance(source, list) else source).splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+    return ""
+
+
+def _edges(graph) -> list[tuple[str, str]]:
+    """The graph's edges (upstream -> node) over chain and report nodes, without the implied ones.
+
+    A node reads its upstream directly (``verify`` reads the backbone as well as
+    ``discover``); an edge already implied by a longer path is left out, as in the
+    sketch at the top of pipeline.yml, so the figure shows the order the nodes run in.
+    """
+    preds: dict[str, list[str]] = {}
+    for name, body in graph.chain.items():
+        preds[name] = list(dict.fromkeys((body.get("upstream") or {}).values()))
+    for name, body in graph.report.items():
+        ups = list((body.get("per_edition") or {}).values()) + list((body.get("upstream") or {}).values())
+        preds[name] = list(dict.fromkeys(ups))
+    ancestors: dict[str, set[str]] = {}
+
+    def above(name: str) -> set[str]:
+        if name not in ancestors:
+            ancestors[name] = set()
+            for up in preds[name]:
+                ancestors[name] |= {up} | above(up)
+        return ancestors[name]
+
+    return [(up, name) for name, ups in preds.items() for up in ups
+            if not any(up in above(other) for other in ups if other != up)]
+
+
+def _columns(graph) -> dict[str, int]:
+    """Each node's column: its longest path from a source; report nodes right of the whole chain."""
+    column: dict[str, int] = {}
+
+    def depth(name: str, group: dict, offset: int) -> int:
+        if name not in column:
+            ups = (group[name].get("upstream") or {}).values()
+            column[name] = max((depth(up, group, offset) + 1 for up in ups), default=offset)
+        return column[name]
+
+    for name in graph.chain:
+        depth(name, graph.chain, 0)
+    first_report = max(column.values(), default=-1) + 1
+    for name in graph.report:
+        depth(name, graph.report, first_report)
+    return column
+
+
+def draw_pipeline(graph, notebooks_dir: Path) -> "Figure":
+    """Draw the pipeline graph (``salve_utils.pipeline.load_graph``) as a left-to-right figure.
+
+    One box per node of ``notebooks/pipeline.yml`` -- the chain, which runs once per
+    edition, then the report nodes, which run once per profile -- labelled with the
+    node's name, its notebook's title and the paper's stage, with an arrow from every
+    upstream node (edges implied by a longer path left out). A chain node limited by
+    ``datasets:`` says so in its box and in the note under the figure.
+    """
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    notebooks_dir = Path(notebooks_dir)
+    column = _columns(graph)
+    bodies = {**graph.chain, **graph.report}
+    line = lambda pt: pt / 72 * 1.3  # noqa: E731  (a text line's height in inches)
+
+    def lines(name: str) -> list[tuple[str, float, dict]]:
+        body = bodies[name]
+        title = notebook_title(notebooks_dir / body["notebook"]) or body.get("title", "")
+        out = [(name, NAME_PT, {"weight": "bold"})]
+        title = title.replace("$", r"\$")  # no mathtext
+        out += [(t, TITLE_PT, {}) for t in textwrap.wrap(title, TITLE_CHARS, break_on_hyphens=False)]
+        stage = STAGES.get(name)
+        if stage:
+            out.append((stage, SMALL_PT, {"style": "italic", "color": STAGE_COLOURS[stage][0]}))
+        if body.get("datasets"):
+            out.append((f"datasets: {', '.join(map(str, body['datasets']))} only", SMALL_PT,
+                        {"color": "#444444"}))
+        if name in graph.report:
+            reads = list(dict.fromkeys((body.get("per_edition") or {}).values()))
+            if reads:
+                text = "reads every edition's " + ", ".join(reads)
+                out += [(t, SMALL_PT, {"color": "#444444"}) for t in textwrap.wrap(text, SMALL_CHARS)]
+        return out
+
+    content = {name: lines(name) for name in bodies}
+    height = {name: sum(line(pt) for _, pt, _ in rows) + 0.16 for name, rows in content.items()}
+    n_cols = max(column.values()) + 1 if column else 1
+    stacks = {c: [n for n in bodies if column[n] == c] for c in range(n_cols)}
+    stack_h = {c: sum(height[n] for n in names) + ROW_GAP * (len(names) - 1) for c, names in stacks.items()}
+    body_h = max(stack_h.values(), default=1.0)
+    note_h, pad = 0.34, 0.1  # the notes under the regions, a region's inner margin
+    left = [MARGIN]
+    for c in range(1, n_cols):
+        left.append(left[-1] + BOX_W + _col_gap(len(stacks[c - 1]), len(stacks[c])))
+    width = left[-1] + BOX_W + MARGIN
+
+    # the two regions, each with its label above it: the chain, once per edition; the report nodes
+    regions = []
+    for names, label in ((list(graph.chain), "The SALVE chain: runs once per edition (a backbone–dataset pair), "
+                                              "its nodes named <edition>.<node>"),
+                         (list(graph.report), "Once per profile")):
+        if names:
+            x0, x1 = min(left[column[n]] for n in names) - 0.1, max(left[column[n]] for n in names) + BOX_W + 0.1
+            regions.append((x0, x1, textwrap.wrap(label, int((x1 - x0) / 0.062))))
+    header_h = 0.12 + line(7.5) * max((len(r[2]) for r in regions), default=0)
+    total_h = body_h + 2 * pad + header_h + note_h + 2 * MARGIN
+
+    # every node's box: (left, bottom, height), each column centred vertically
+    boxes: dict[str, tuple[float, float, float]] = {}
+    bottom = MARGIN + note_h + pad
+    mid = bottom + body_h / 2
+    for c, names in stacks.items():
+        y = mid + stack_h[c] / 2
+        for name in names:
+            boxes[name] = (left[c], y - height[name], height[name])
+            y -= height[name] + ROW_GAP
+
+    with rc_context({"font.family": "DejaVu Sans", **SVG_RC}):
+        fig = Figure(figsize=(width, total_h))
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_xlim(0, width)
+        ax.set_ylim(0, total_h)
+        ax.set_axis_off()
+
+        y0, y1 = bottom - pad, bottom + body_h + pad
+        for x0, x1, wrapped in regions:
+            ax.add_patch(FancyBboxPatch((x0, y0), x1 - x0, y1 - y0, boxstyle="round,pad=0,rounding_size=0.08",
+                                        fill=False, linestyle=(0, (4, 3)), linewidth=0.8, edgecolor="#9a9a9a"))
+            for t, text in enumerate(wrapped):
+                ax.text(x0 + 0.06, y1 + 0.05 + (len(wrapped) - 1 - t) * line(7.5), text, fontsize=7.5,
+                        color="#444444", va="bottom", ha="left")
+
+        for name, (x, y, h) in boxes.items():
+            stage = STAGES.get(name)
+            edge, face = STAGE_COLOURS[stage if stage in STAGE_COLOURS else None]
+            ax.add_patch(FancyBboxPatch((x, y), BOX_W, h, boxstyle="round,pad=0,rounding_size=0.06",
+                                        facecolor=face, edgecolor=edge, linewidth=1.1, zorder=2))
+            ty = y + h - 0.08
+            for text, pt, style in content[name]:
+                ax.text(x + BOX_W / 2, ty, text, fontsize=pt, ha="center", va="top", zorder=3,
+                        **{"color": "#1a1a1a", **style})
+                ty -= line(pt)
+
+        # arrows leave a box's right side and enter the next box's left side, several spread
+        # over the middle of the side in the order of the boxes at their other end
+        edges = _edges(graph)
+        centre = {name: y + h / 2 for name, (_, y, h) in boxes.items()}
+
+        def port(name: str, others: list[str], other: str) -> float:
+            if len(others) == 1:
+                return centre[name]
+            others = sorted(others, key=lambda o: -centre[o])
+            span = min(0.5 * boxes[name][2], 0.07 * (len(others) - 1))
+            return centre[name] + span / 2 - span * others.index(other) / (len(others) - 1)
+
+        for up, name in edges:
+            outs = [v for u, v in edges if u == up]
+            ins = [u for u, v in edges if v == name]
+            ax.add_patch(FancyArrowPatch((boxes[up][0] + BOX_W, port(up, outs, name)),
+                                         (boxes[name][0], port(name, ins, up)), arrowstyle="-|>",
+                                         mutation_scale=8, linewidth=0.8, color="#4d4d4d", shrinkA=0,
+                                         shrinkB=0, zorder=1))
+
+        limited = [f"{name}: {', '.join(map(str, body['datasets']))} data only"
+                   for name, body in graph.chain.items() if body.get("datasets")]
+        notes = ["Drawn from notebooks/pipeline.yml. An arrow: the node reads what the arrow comes from "
+                 "(a read already implied by a longer path is not drawn)."]
+        if limited:
+            notes.append("datasets: in pipeline.yml limits a chain node to the editions on those datasets — "
+                         + "; ".join(limited) + ".")
+        for i, text in enumerate(notes):
+            ax.text(MARGIN, MARGIN + note_h - 0.07 - i * line(7), text, fontsize=7, color="#444444",
+                    va="top", ha="left")
+    return fig
+
+
+def save_svg(fig: "Figure", path) -> None:
+    """Write ``fig`` as SVG with no date and a fixed id salt, so the same figure gives the same bytes."""
+    from matplotlib import rc_context
+
+    with rc_context(SVG_RC):
+        fig.savefig(path, format="svg", metadata={"Date": None})
+
+
+def write_pipeline_figure(root: Path = ROOT, out: Path = PIPELINE_SVG) -> bool:
+    """Draw ``root``'s pipeline graph into ``out``; write only when the bytes change (Sphinx reads mtimes)."""
+    import io
+
+    from salve_utils.pipeline import load_graph
+
+    buf = io.BytesIO()
+    save_svg(draw_pipeline(load_graph(root), root / "notebooks"), buf)
+    data = buf.getvalue()
+    out = Path(out)
+    if out.is_file() and out.read_bytes() == data:
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return True
+
+
+def _pipeline_figure(app) -> None:
+    from sphinx.util import logging
+
+    if write_pipeline_figure():
+        logging.getLogger(__name__).info("salve_site: drew %s", PIPELINE_SVG.relative_to(ROOT))
+
+
 def setup(app):
+    app.connect("config-inited", _repository_buttons)
+    app.connect("builder-inited", _pipeline_figure)
     app.connect("source-read", _reader_first)
     app.connect("html-page-context", _dedupe_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

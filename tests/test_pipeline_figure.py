@@ -1,0 +1,77 @@
+"""The pipeline figure on the book's first page, drawn from notebooks/pipeline.yml by book/_ext/salve_site.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+
+from salve_utils import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _salve_site():
+    """The Sphinx extension, imported from its file (book/_ext is not a package)."""
+    spec = importlib.util.spec_from_file_location("salve_site", ROOT / "book/_ext/salve_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pipeline_figure_names_every_node_and_is_byte_identical_across_saves() -> None:
+    from matplotlib.text import Text
+
+    site = _salve_site()
+    graph = pipeline.load_graph(ROOT)
+    fig = site.draw_pipeline(graph, ROOT / "notebooks")
+    lines = [t.get_text() for t in fig.findobj(Text)]
+    texts = set(lines)
+    for name in [*graph.chain, *graph.report]:
+        assert name in texts, f"no box for {name!r}"
+    for name, body in {**graph.chain, **graph.report}.items():  # each box carries its notebook's title
+        title = site.notebook_title(ROOT / "notebooks" / body["notebook"])
+        assert title and title in " ".join(lines), (name, title)
+    assert any("planted" in t for t in texts), "the datasets: limit of known_answers is not shown"
+    assert any("once per edition" in t for t in texts)
+
+    first, second = io.BytesIO(), io.BytesIO()
+    site.save_svg(fig, first)
+    site.save_svg(site.draw_pipeline(graph, ROOT / "notebooks"), second)
+    assert first.getvalue() == second.getvalue()
+    assert first.getvalue().lstrip().startswith(b"<?xml") and b"<dc:date>" not in first.getvalue()
+
+
+def test_book_intro_includes_the_figure_the_extension_writes() -> None:
+    site = _salve_site()
+    intro = (ROOT / "book/intro.md").read_text()
+    rel = site.PIPELINE_SVG.relative_to(ROOT / "book").as_posix()
+    assert f"```{{figure}} {rel}" in intro
+
+
+def test_chapters_link_the_tables_their_node_wrote(tmp_path: Path) -> None:
+    """The download list comes from the node's outputs record; a missing table is named, not linked."""
+    import json
+
+    site = _salve_site()
+    record = tmp_path / "data/artifacts/p/e/control"
+    record.mkdir(parents=True)
+    (record / "outputs.json").write_text(json.dumps({"tables": {"curves": "h1", "big": "h2"}, "artifacts": {}}))
+    results = tmp_path / "data/results/p/e"
+    results.mkdir(parents=True)
+    (results / "curves.csv").write_text("a,b\n1,2\n")
+    text = site.table_links("book/chapters/p/e/control", tmp_path)
+    assert "{download}`curves.csv <../../../../data/results/p/e/curves.csv>`" in text
+    assert "`big.csv` (not in the repository" in text and "{download}`big.csv" not in text
+    assert site.table_links("book/chapters/p/e/verify", tmp_path) == ""  # no record: nothing to list
+    assert site.table_links("book/intro", tmp_path) == ""
+
+
+def test_site_extension_doctests() -> None:
+    """The buttons follow repository.url: none when it is empty (no invented links)."""
+    import doctest
+
+    result = doctest.testmod(_salve_site())
+    assert result.attempted >= 2 and result.failed == 0
+    config = (ROOT / "_config.yml").read_text()
+    assert 'url: ""' in config or "url: https://" in config  # named once, in _config.yml
