@@ -37,7 +37,8 @@ _WIDTH, _HEIGHT, _LEFT, _BOTTOM, _TOP = 760, 300, 46, 92, 26
 
 _SCRIPT = """
 (function () {
-  var root = document.getElementById("%(id)s");
+  // this explorer, even if a page shows the same one twice (by id where scripts run detached)
+  var root = document.currentScript ? document.currentScript.parentNode : document.getElementById("%(id)s");
   var spec = JSON.parse(root.querySelector("script[type='application/json']").textContent);
   var controls = root.querySelectorAll("[data-axis]");
   var bars = root.querySelectorAll("rect.bar"), refs = root.querySelectorAll("line.ref");
@@ -118,6 +119,8 @@ class BarExplorer:
         for name, n in (("reference", reference), ("colors", colors)):
             if n is not None and len(n) != len(self.categories):
                 raise ValueError(f"{name} has {len(n)} entries for {len(self.categories)} categories")
+        if reference is not None and not np.isfinite(np.asarray(reference, dtype=np.float64)).all():
+            raise ValueError("reference must be finite: replace NaN/inf before building the explorer")
         if not ylim[1] > ylim[0]:
             raise ValueError(f"ylim must be increasing, got {ylim}")
         unknown = set(initial or {}) - set(self.controls)
@@ -180,14 +183,15 @@ class BarExplorer:
         return "".join(parts)
 
     def _repr_html_(self) -> str:
-        spec = json.dumps(self._spec(), separators=(",", ":"))
+        spec = json.dumps(self._spec(), separators=(",", ":"), allow_nan=False)
         # a deterministic id: the same explorer gives the same bytes (and two explorers differ)
         uid = "salve-explorer-" + hashlib.sha256((self.title + spec).encode()).hexdigest()[:12]
         controls = "".join(self._control_html(k, name, opts) for k, (name, opts) in enumerate(self.controls.items()))
         ref = (' <span class="salve-explorer-legend">black tick: before the edit</span>'
                if self.reference is not None else "")
         script = _SCRIPT % {"id": uid, "plot_h": _HEIGHT - _BOTTOM - _TOP, "top": _TOP}
-        data = spec.replace("</", "<\\/")  # a table can never close the script element
+        # no label can end the script element or open a comment in it: <, > and & as JSON escapes
+        data = spec.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
         return (f'<div class="salve-explorer" id="{uid}">'
                 + (f'<div class="salve-explorer-title">{html.escape(self.title)}</div>' if self.title else "")
                 + f'<div class="salve-explorer-controls">{controls}</div>{self._svg()}'
@@ -243,20 +247,31 @@ def histogram_explorer(table: pd.DataFrame, by: str, value: str, bins: Sequence[
                        title: str = "", ylabel: str = "share of images") -> BarExplorer:
     """One histogram of ``value`` per group of ``by`` (e.g. α_crit per class), picked from a menu.
 
-    Values outside ``bins`` (and infinite ones) are counted in an end bar labelled ``never``
-    when they are infinite, so a reader sees how many images have no finite value.
+    Bars are the shares of a group's rows in each bin of ``bins``; values below the
+    first edge or above the last get bars of their own (``< lo``, ``> hi``), and
+    infinite values a grey bar ``never``, so every row is counted exactly once and
+    the shares of a group sum to one.
+
+    >>> t = pd.DataFrame({"g": ["a"] * 4, "v": [0.5, 1.5, 9.0, np.inf]})
+    >>> histogram_explorer(t, "g", "v", [1, 2, 4]).state(g="a").tolist()
+    [0.25, 0.25, 0.0, 0.25, 0.25]
     """
     edges = np.asarray(bins, dtype=np.float64)
-    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
-        raise ValueError("bins must be at least two increasing edges")
+    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0) or not np.isfinite(edges).all():
+        raise ValueError("bins must be at least two finite, increasing edges")
+    if table[value].isna().any():
+        raise ValueError(f"{value!r} has NaN values: drop or fill them before building the explorer")
     groups = list(dict.fromkeys(table[by]))
     rows = []
     for g in groups:
         v = table.loc[table[by] == g, value].to_numpy(dtype=np.float64)
         finite = v[np.isfinite(v)]
-        counts, _ = np.histogram(np.clip(finite, edges[0], edges[-1]), edges)
-        rows.append(np.append(counts, np.isinf(v).sum()) / max(len(v), 1))
-    cats = [f"{a:.2g}–{b:.2g}" for a, b in zip(edges[:-1], edges[1:])] + ["never"]
+        inside, _ = np.histogram(finite[(finite >= edges[0]) & (finite <= edges[-1])], edges)
+        counts = [np.sum(finite < edges[0]), *inside, np.sum(finite > edges[-1]), np.isinf(v).sum()]
+        rows.append(np.asarray(counts, dtype=np.float64) / max(len(v), 1))
+    cats = ([f"< {edges[0]:.3g}"] + [f"{a:.3g}–{b:.3g}" for a, b in zip(edges[:-1], edges[1:])]
+            + [f"> {edges[-1]:.3g}", "never"])
     values = np.array(rows)
-    return BarExplorer(cats, values, {by: groups}, ylim=(0.0, max(float(values.max()), 1e-9) * 1.05),
+    top = min(1.0, np.ceil(max(float(values.max()), 1e-9) * 10) / 10)  # a round axis: 10%, 20%, …, 100%
+    return BarExplorer(cats, values, {by: groups}, ylim=(0.0, top),
                        ylabel=ylabel, title=title, colors=["#4c72b0"] * (len(cats) - 1) + ["#999999"])

@@ -281,7 +281,7 @@ def verdict_grid(claims: pd.DataFrame, titles: Sequence[str]):
     """All verdicts at a glance: claims (rows) x editions (columns), each cell coloured by its verdict's kind.
 
     ``claims`` is :func:`salve_utils.report.claims_by_edition`'s table; a cell shows the
-    kind ("holds", "partly", ...) and stays blank where the edition does not measure the claim.
+    kind ("holds", "partly", ...) and stays blank ("—") where the edition does not measure the claim.
     """
     from matplotlib.patches import Patch
 
@@ -291,10 +291,11 @@ def verdict_grid(claims: pd.DataFrame, titles: Sequence[str]):
     fig, ax = plt.subplots(figsize=(1.9 * len(titles) + 2.5, 0.42 * len(claims) + 1.4))
     for j, column in enumerate(kinds):
         for i, kind in enumerate(column):
+            if kind == "—":
+                continue
             colour = VERDICT_COLOURS.get(kind, "white")
             ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=colour, edgecolor="white", linewidth=2))
-            if kind in VERDICT_COLOURS:
-                ax.text(j + 0.5, i + 0.5, kind, ha="center", va="center", fontsize=8)
+            ax.text(j + 0.5, i + 0.5, kind, ha="center", va="center", fontsize=8)
     ax.set(xlim=(0, len(titles)), ylim=(len(claims), 0))
     ax.set_xticks(np.arange(len(titles)) + 0.5, [t.replace(" on ", "\non ") for t in titles], fontsize=8)
     ax.set_yticks(np.arange(len(claims)) + 0.5, claims["claim"], fontsize=8)

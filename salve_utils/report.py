@@ -189,7 +189,7 @@ def verdict_kind(verdict: str) -> str:
 
 #: One colour per verdict kind, for tables and the at-a-glance figure (colour-blind safe pairs).
 VERDICT_COLOURS = {"holds": "#a6dba0", "partly": "#fee08b", "does not hold": "#f4a582",
-                   "inconclusive": "#d9d9d9", "not tested": "#f0f0f0"}
+                   "differs": "#c2a5cf", "not comparable": "#e0e0e0", "not tested": "#f0f0f0"}
 
 
 def verdict_css(verdict: str) -> str:

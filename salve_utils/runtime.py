@@ -172,7 +172,7 @@ def default_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 #: What a result depends on: the package, the source notebooks and profiles, the build's settings.
-PROVENANCE_PATHS = ("salve_utils", "notebooks", "pyproject.toml", "Makefile")
+PROVENANCE_PATHS = ("salve_utils", "notebooks", "pyproject.toml", "environment.yml", "Makefile")
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str:

@@ -60,18 +60,43 @@ def test_bar_explorer_rejects_bad_input(kwargs: dict, message: str) -> None:
         explorer.BarExplorer(**args)
 
 
-def test_histogram_explorer_counts_never_apart() -> None:
-    table = pd.DataFrame({"class": ["a"] * 4 + ["b"] * 2, "v": [1.5, 2.5, np.inf, 3.5, 1.2, 1.3]})
+def test_the_page_indexes_states_as_the_array_does() -> None:
+    """The browser's flat index (controls in page order, last fastest) reads the same bars as numpy."""
+    values = np.random.default_rng(0).random((2, 3, 4, 5))
+    ex = explorer.BarExplorer(list("vwxyz"), values, {"m": ["p", "q"], "n": [0, 1, 2], "s": [0.0, 0.5, 1.0, 1.5]})
+    spec = json.loads(re.search(r'<script type="application/json">(.*?)</script>', ex._repr_html_()).group(1))
+    for idx in np.ndindex(values.shape[:-1]):
+        flat = 0
+        for k, i in enumerate(idx):  # what draw() computes: index = index * shape[k] + i
+            flat = flat * spec["shape"][k] + i
+        np.testing.assert_allclose(spec["values"][flat], np.round(values[idx], 4))
+
+
+def test_labels_cannot_break_out_of_the_page() -> None:
+    ex = explorer.BarExplorer(["<!--<script>", "</script>&"], np.zeros((1, 2)), {"s": [0]})
+    data = re.search(r'<script type="application/json">(.*?)</script>', ex._repr_html_()).group(1)
+    assert "<" not in data and ">" not in data and json.loads(data)["categories"][1] == "</script>&"
+    with pytest.raises(ValueError, match="reference must be finite"):
+        explorer.BarExplorer(["x"], np.zeros((1, 1)), {"s": [0]}, reference=[np.nan])
+
+
+def test_histogram_explorer_counts_every_row_once() -> None:
+    table = pd.DataFrame({"class": ["a"] * 5 + ["b"] * 2, "v": [1.5, 2.5, np.inf, 3.5, 0.0, 1.2, 9.0]})
     ex = explorer.histogram_explorer(table, "class", "v", [1, 2, 4])
-    np.testing.assert_allclose(ex.state(**{"class": "a"}), [0.25, 0.5, 0.25])
-    np.testing.assert_allclose(ex.state(**{"class": "b"}), [1.0, 0.0, 0.0])
-    assert ex.categories[-1] == "never"
+    assert ex.categories == ["< 1", "1–2", "2–4", "> 4", "never"]
+    np.testing.assert_allclose(ex.state(**{"class": "a"}), [0.2, 0.2, 0.4, 0.0, 0.2])
+    np.testing.assert_allclose(ex.state(**{"class": "b"}), [0.0, 0.5, 0.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="NaN"):
+        explorer.histogram_explorer(table.assign(v=np.nan), "class", "v", [1, 2])
 
 
 def test_verdicts_are_coloured_by_kind() -> None:
     assert report.verdict_css("partly: 2 of 3") != report.verdict_css("holds: 3 of 3")
     assert report.verdict_css("does not hold: x") == f"background-color: {report.VERDICT_COLOURS['does not hold']}"
-    claims = pd.DataFrame({"claim": ["a", "b"], "E: verdict": ["holds: x", "—"], "F: verdict": ["partly: y", "holds"]})
+    claims = pd.DataFrame({"claim": ["a", "b", "c"], "E: verdict": ["holds: x", "—", "differs: 89%"],
+                           "F: verdict": ["partly: y", "holds", "not comparable: z"]})
     fig = plotting.verdict_grid(claims, ["E", "F"])
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert texts == ["holds", "partly", "holds"]  # the blank cell carries no word
+    assert texts == ["holds", "differs", "partly", "holds", "not comparable"]  # only "—" stays blank
+    for kind in ("holds", "partly", "does not hold", "differs", "not comparable", "not tested"):
+        assert report.verdict_css(f"{kind}: x"), f"{kind!r} has no colour"

@@ -27,9 +27,11 @@ def test_pipeline_figure_names_every_node_and_is_byte_identical_across_saves() -
     fig = site.draw_pipeline(graph, ROOT / "notebooks")
     lines = [t.get_text() for t in fig.findobj(Text)]
     texts = set(lines)
-    for name in [*graph.chain, *graph.report]:
+    stages = {**graph.chain, **{k: v for k, v in graph.report.items() if v.get("part") != "front"}}
+    for name in stages:
         assert name in texts, f"no box for {name!r}"
-    for name, body in {**graph.chain, **graph.report}.items():  # each box carries its notebook's title
+    assert not any(v.get("part") == "front" and k in texts for k, v in graph.report.items())  # pages, not stages
+    for name, body in stages.items():  # each box carries its notebook's title
         title = site.notebook_title(ROOT / "notebooks" / body["notebook"])
         assert title and title in " ".join(lines), (name, title)
     assert any("planted" in t for t in texts), "the datasets: limit of known_answers is not shown"
@@ -50,21 +52,18 @@ def test_book_intro_includes_the_figure_the_extension_writes() -> None:
 
 
 def test_chapters_link_the_tables_their_node_wrote(tmp_path: Path) -> None:
-    """The download list comes from the node's outputs record; a missing table is named, not linked."""
-    import json
-
+    """The download list comes from the chapter's metadata (a fresh clone has no data/artifacts/)."""
     site = _salve_site()
-    record = tmp_path / "data/artifacts/p/e/control"
-    record.mkdir(parents=True)
-    (record / "outputs.json").write_text(json.dumps({"tables": {"curves": "h1", "big": "h2"}, "artifacts": {}}))
     results = tmp_path / "data/results/p/e"
     results.mkdir(parents=True)
     (results / "curves.csv").write_text("a,b\n1,2\n")
-    text = site.table_links("book/chapters/p/e/control", tmp_path)
+    text = site.table_links("book/chapters/p/e/control", {"curves": "h1", "big": "h2"}, tmp_path)
     assert "{download}`curves.csv <../../../../data/results/p/e/curves.csv>`" in text
     assert "`big.csv` (not in the repository" in text and "{download}`big.csv" not in text
-    assert site.table_links("book/chapters/p/e/verify", tmp_path) == ""  # no record: nothing to list
-    assert site.table_links("book/intro", tmp_path) == ""
+    assert site.table_links("book/chapters/p/e/verify", {}, tmp_path) == ""  # wrote no table: nothing to list
+    assert site.table_links("book/intro", {"curves": "h"}, tmp_path) == ""
+    (tmp_path / "data/results/p/claims.csv").write_text("a\n")  # a report node's table, one level up
+    assert "<../../../data/results/p/claims.csv>" in site.table_links("book/chapters/p/summary", ["claims"], tmp_path)
 
 
 def test_site_extension_doctests() -> None:

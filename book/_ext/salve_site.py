@@ -4,8 +4,8 @@
   injected) are left out of the page -- the provenance box lists the parameters --
   and every other code cell's input is folded behind a toggle, outputs and prose
   visible. The notebooks themselves are not changed.
-* Every chapter ends with links to download the CSV tables it wrote (read from the
-  node's ``outputs.json`` record), so a reader can check a number without rerunning.
+* Every chapter ends with links to download the CSV tables it wrote (the list the
+  runner recorded in the chapter's metadata), so a reader can check a number without rerunning.
 * The repository, issue and launch (Binder, Colab) buttons appear only when
   ``repository.url`` is set in _config.yml, the one place that names the repository.
 * sphinx-thebe's configuration script is added twice to every page (the browser then
@@ -40,21 +40,16 @@ PIPELINE_SVG = BOOK / "_static" / "pipeline.svg"
 MAX_DOWNLOAD_BYTES = 20 * 2**20
 
 
-def table_links(docname: str, root: Path = ROOT) -> str:
+def table_links(docname: str, tables, root: Path = ROOT) -> str:
     """Markdown listing the CSV tables a chapter's node wrote, as download links ("" when none).
 
     ``docname`` is ``book/chapters/<profile>/<edition>/<node>`` (or ``…/<profile>/<node>``
-    for a report node); its tables live in ``data/results/<profile>[/<edition>]/``.
+    for a report node); ``tables`` the names the runner recorded in the chapter's
+    metadata (``salve.outputs.tables``); they live in ``data/results/<profile>[/<edition>]/``.
     """
     parts = docname.split("/")[2:]  # profile, [edition,] node
-    if len(parts) not in (2, 3):
-        return ""
-    record = root / "data" / "artifacts" / Path(*parts) / "outputs.json"
-    try:
-        tables = sorted(json.loads(record.read_text()).get("tables", {}))
-    except (OSError, ValueError):
-        return ""
-    if not tables:
+    tables = sorted(tables or ())
+    if len(parts) not in (2, 3) or not tables:
         return ""
     folder = root / "data" / "results" / Path(*parts[:-1])
     up = "../" * (len(docname.split("/")) - 1)
@@ -77,9 +72,10 @@ def _reader_first(app, docname, source) -> None:
     if not docname.startswith("book/chapters/") or not source[0].lstrip().startswith("{"):
         return
     nb = json.loads(source[0])
-    links = table_links(docname)
+    links = table_links(docname, nb.get("metadata", {}).get("salve", {}).get("outputs", {}).get("tables"))
     if links:
-        nb.setdefault("cells", []).append({"cell_type": "markdown", "metadata": {}, "source": links})
+        nb.setdefault("cells", []).append({"cell_type": "markdown", "id": "salve-tables", "metadata": {},
+                                           "source": links})
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
@@ -228,6 +224,10 @@ def draw_pipeline(graph, notebooks_dir: Path) -> "Figure":
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+    import dataclasses
+
+    # pages placed beside the method (``part: front``, e.g. the teaching page) are no stage of the run
+    graph = dataclasses.replace(graph, report={k: v for k, v in graph.report.items() if v.get("part") != "front"})
     notebooks_dir = Path(notebooks_dir)
     column = _columns(graph)
     bodies = {**graph.chain, **graph.report}
