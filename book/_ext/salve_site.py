@@ -67,6 +67,29 @@ def table_links(docname: str, tables, root: Path = ROOT) -> str:
             "write to carries a `node` column naming the chapter of each row):\n\n" + "\n".join(items) + "\n")
 
 
+#: A line in a page that :func:`_rulebook_table` replaces with the rulebook, from the code.
+RULEBOOK_MARKER = "<!-- rulebook -->"
+
+
+def rulebook_markdown() -> str:
+    """The rulebook (``salve_utils.verdicts.rulebook``, default thresholds) as a Markdown table."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from salve_utils.verdicts import rulebook
+
+    table = rulebook()
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _rulebook_table(app, docname, source) -> None:
+    if RULEBOOK_MARKER in source[0]:
+        source[0] = source[0].replace(RULEBOOK_MARKER, rulebook_markdown())
+
+
 def _reader_first(app, docname, source) -> None:
     """Tag an executed chapter's cells as it is read: parameter cells removed, code inputs folded."""
     if not docname.startswith("book/chapters/") or not source[0].lstrip().startswith("{"):
@@ -383,5 +406,6 @@ def setup(app):
     app.connect("config-inited", _repository_buttons)
     app.connect("builder-inited", _pipeline_figure)
     app.connect("source-read", _reader_first)
+    app.connect("source-read", _rulebook_table)
     app.connect("html-page-context", _dedupe_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,233 @@
+"""The rulebook: one set of rules turns every measurement of the report into a verdict.
+
+A verdict is one of :data:`KINDS`. Each claim of the paper has a :class:`Rule` that
+says what is measured, when the claim *holds*, when it holds only *partly*, and which
+null the measured effect must clear; whenever it does not clear it, the verdict is
+*inconclusive*, whatever the effect's size. The thresholds are one
+:class:`Thresholds` object (the summary's parameters), applied identically to every
+claim and every edition, and :func:`rulebook` renders the rules with their values —
+the table the method page shows.
+
+The three building blocks every rule uses:
+
+* :func:`within` — a loss against a tolerance: ``holds`` when ``loss ≤ t``, ``partly``
+  when ``loss ≤ f·t`` (``f`` = ``partly_factor``), else ``does not hold``;
+* :func:`share` — a per-class outcome: ``holds`` when every class has it, ``partly``
+  when at least the ``majority`` share does;
+* :func:`beats_null` — an effect counts only beyond the ``null_quantile`` of its null
+  distribution (e.g. the same edit along random directions).
+
+>>> th = Thresholds()
+>>> within(0.03, th.tolerance, th)
+'holds'
+>>> within(0.12, th.tolerance, th)
+'partly'
+>>> weakest("holds", "partly", "holds")
+'partly'
+>>> str(Verdict("holds", "3 of 3 classes"))
+'holds: 3 of 3 classes'
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["KINDS", "RULES", "Rule", "Thresholds", "Verdict", "beats_null", "rulebook", "share", "specificity",
+           "weakest", "within"]
+
+#: Verdict kinds, strongest first. "inconclusive": the effect does not clear its null.
+KINDS = ("holds", "partly", "does not hold", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every number that turns a measurement into a verdict (the summary's parameters).
+
+    Parameters
+    ----------
+    target_accuracy : a class counts as suppressed ("≈0%") at or below this accuracy.
+    tolerance : the largest accuracy loss of the *worst* other class that still counts
+        as "stays" / "harmless".
+    mean_tolerance : the same for the *mean* over the other classes.
+    partly_factor : "partly" allows this many times a tolerance.
+    fixed_strength : the one normalised strength ``α · max_j |c_j|`` at which every class
+        is also judged (besides its own operating point).
+    majority : the share of classes for "partly" on a per-class claim.
+    null_quantile : an effect counts only beyond this quantile of its null.
+    agreement : the relative difference under which two α_crit estimates agree.
+    exact_share : the share of images on which the linear α_crit must be exact to "hold".
+    baseline_match : the accuracy that counts as matching the paper's ≈95% baseline.
+    recovery_threshold : the |r| at which a planted part counts as recovered.
+
+    Examples
+    --------
+    >>> Thresholds(tolerance=0.1).tolerance
+    0.1
+    >>> Thresholds(tolerance=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: tolerance must be in [0, 1], got -1
+    """
+
+    target_accuracy: float = 0.05
+    tolerance: float = 0.05
+    mean_tolerance: float = 0.02
+    partly_factor: float = 3.0
+    fixed_strength: float = 1.0
+    majority: float = 0.5
+    null_quantile: float = 0.95
+    agreement: float = 1e-3
+    exact_share: float = 0.9
+    baseline_match: float = 0.93
+    recovery_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        unit = ("target_accuracy", "tolerance", "mean_tolerance", "majority", "null_quantile", "exact_share",
+                "baseline_match", "recovery_threshold")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+            if f.name in unit and not 0 <= value <= 1:
+                raise ValueError(f"{f.name} must be in [0, 1], got {value!r}")
+        if self.partly_factor < 1:
+            raise ValueError(f"partly_factor must be ≥ 1 (partly is weaker than holds), got {self.partly_factor!r}")
+        if self.fixed_strength <= 0 or self.agreement <= 0:
+            raise ValueError("fixed_strength and agreement must be positive")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict kind and the measured reason, printed ``"<kind>: <reason>"``."""
+
+    kind: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"verdict kind {self.kind!r} is not one of {KINDS}")
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.reason}"
+
+
+def within(loss: float, tolerance: float, th: Thresholds) -> str:
+    """``holds`` when ``loss ≤ tolerance``, ``partly`` when ``loss ≤ partly_factor · tolerance``.
+
+    ``loss`` is positive when accuracy falls; a NaN loss (nothing measured) is inconclusive.
+    """
+    if loss is None or not np.isfinite(loss):
+        return "inconclusive"
+    if loss <= tolerance:
+        return "holds"
+    return "partly" if loss <= th.partly_factor * tolerance else "does not hold"
+
+
+def weakest(*kinds: str) -> str:
+    """The weakest of several verdict kinds; any "inconclusive" makes the whole inconclusive."""
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"verdict kind {kind!r} is not one of {KINDS}")
+    if "inconclusive" in kinds:
+        return "inconclusive"
+    return max(kinds, key=KINDS.index)
+
+
+def share(n_ok: int, n: int, th: Thresholds) -> str:
+    """A per-class outcome: ``holds`` when all ``n`` classes have it, ``partly`` for at least ``majority``.
+
+    >>> share(3, 10, Thresholds())
+    'does not hold'
+    """
+    if n <= 0:
+        return "inconclusive"
+    if n_ok == n:
+        return "holds"
+    return "partly" if n_ok / n >= th.majority else "does not hold"
+
+
+def specificity(mean_loss: float, worst_loss: float, th: Thresholds) -> str:
+    """Harm to the other classes, judged by their mean *and* their worst: the weaker of the two.
+
+    >>> specificity(0.01, 0.26, Thresholds())  # a small mean hides one class that loses 26 points
+    'does not hold'
+    """
+    return weakest(within(mean_loss, th.mean_tolerance, th), within(worst_loss, th.tolerance, th))
+
+
+def beats_null(effect: float, null: Sequence[float] | np.ndarray, th: Thresholds, larger: bool = True) -> bool:
+    """Does ``effect`` lie beyond the ``null_quantile`` of its null distribution?
+
+    ``larger=True`` asks whether the effect exceeds the null's upper quantile (e.g. an
+    accuracy drop larger than random directions give), ``False`` whether it falls below
+    the lower one. An empty null cannot be beaten.
+
+    >>> beats_null(0.5, np.linspace(0, 0.2, 50), Thresholds())
+    True
+    >>> beats_null(0.1, np.linspace(0, 0.2, 50), Thresholds())
+    False
+    """
+    null = np.asarray(null, dtype=np.float64)
+    null = null[np.isfinite(null)]
+    if not len(null) or not np.isfinite(effect):
+        return False
+    if larger:
+        return bool(effect > np.quantile(null, th.null_quantile))
+    return bool(effect < np.quantile(null, 1 - th.null_quantile))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One claim's rule, in words with the thresholds' names in braces (filled by :func:`rulebook`)."""
+
+    claim: str
+    measure: str
+    holds: str
+    partly: str
+    null: str = "—"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("suppress", "per class: the first swept strength at which its own dominant feature takes it to "
+         "≤ {target_accuracy:.0%}",
+         "every class gets there", "at least {majority:.0%} of the classes do",
+         "the class's accuracy drop beyond the {null_quantile:.0%} quantile of random directions with the "
+         "same |c| values"),
+    Rule("specific", "the other classes' accuracy loss, mean and worst class, at each class's operating point "
+         "and at strength {fixed_strength:g} for all classes",
+         "mean ≤ {mean_tolerance:.0%} and worst ≤ {tolerance:.0%} at both", "within {partly_factor:g}× those",
+         "as for suppress"),
+    Rule("enhance", "the same as specific, with the enhanced feature", "as specific", "as specific",
+         "the enhanced class's gain beyond random directions"),
+    Rule("tower_down", "the second Tower class's accuracy change when the Tower latent is suppressed",
+         "a loss > {tolerance:.0%}", "any loss",
+         "the Tower latent has the same sign for both classes and beats the score of random latent pairs; "
+         "its effect lies beyond the {null_quantile:.0%} quantile of every latent's effect on that class"),
+    Rule("tower_spare", "the first Tower class's change against the second's", "loses ≤ {tolerance:.0%} and less "
+         "than the second", "loses less than the second", "as tower_down"),
+    Rule("alpha", "logit-zero α_crit: numerical vs empirical (bisection inside a strength-grid cell of the real "
+         "edited model), and the share of images where the linear formula is exact",
+         "empirical and numerical agree to {agreement:.0e} and the formula is exact on ≥ {exact_share:.0%}",
+         "they agree to {agreement:.0e}"),
+    Rule("seeds", "per class: whether it reaches ≤ {target_accuracy:.0%}, across autoencoder seeds",
+         "the outcome agrees across seeds for every class", "for at least {majority:.0%} of classes"),
+    Rule("baseline", "validation top-1 of the backbone", "≥ {baseline_match:.0%}", "—"),
+    Rule("planted", "planted parts matched one-to-one to latents (Hungarian) with |r| ≥ {recovery_threshold:g}",
+         "every part", "at least {majority:.0%} of the parts"),
+)
+
+
+def rulebook(th: Thresholds | None = None, rules: Iterable[Rule] = RULES) -> pd.DataFrame:
+    """The rules as a table (``claim, measured, holds when, partly when, must clear``), thresholds filled in.
+
+    >>> rulebook().set_index("claim").loc["baseline", "holds when"]
+    '≥ 93%'
+    """
+    values = asdict(th or Thresholds())
+    return pd.DataFrame([{"claim": r.claim, "measured": r.measure.format(**values), "holds when": r.holds.format(**values),
+                          "partly when": r.partly.format(**values), "must clear": r.null.format(**values)}
+                         for r in rules])
