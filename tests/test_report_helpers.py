@@ -159,25 +159,29 @@ def _claims(verdicts: dict[str, str]) -> pd.DataFrame:
 def test_claims_by_edition_lays_editions_side_by_side_and_judges_the_transfer_by_rule() -> None:
     from salve_utils import report
 
-    resnet = _claims({"baseline": "differs: x", "suppress": "does not hold: x", "specific": "holds: x",
-                      "enhance": "partly: x"})
-    vit = _claims({"baseline": "differs: y", "suppress": "partly: y", "specific": "holds: y", "enhance": "partly: y"})
+    resnet = _claims({"baseline": "differs", "suppress": "does not hold", "specific": "holds", "enhance": "partly"})
+    vit = _claims({"baseline": "differs", "suppress": "partly", "specific": "holds", "enhance": "partly"})
     wide = report.claims_by_edition({"r": resnet, "v": vit}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
     assert list(wide.columns) == ["claim", "paper", "ResNet", "ResNet: verdict", "ViT", "ViT: verdict"]
     row = wide.set_index("claim").loc["vit"]
     # three comparable claims (the baseline is not one): on the ViT one holds, two partly -> partly
-    assert row["ViT: verdict"].startswith("partly: 1 of 3 claims hold on ViT (2 partly)")
-    assert "2 of 3 get the same verdict" in row["ViT: verdict"] and "different: suppress" in row["ViT: verdict"]
-    good = _claims({"suppress": "holds: z", "specific": "holds: z", "enhance": "holds: z"})
+    assert row["ViT: verdict"] == "partly"
+    assert row["ViT"].startswith("1 of 3 claims hold on ViT (2 partly, 0 inconclusive)")
+    assert "2 of 3 get the same verdict" in row["ViT"] and "different: suppress" in row["ViT"]
+    good = _claims({"suppress": "holds", "specific": "holds", "enhance": "holds"})
     both = report.claims_by_edition({"r": resnet, "v": good}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
-    assert both.set_index("claim").loc["vit", "ViT: verdict"].startswith("holds: 3 of 3")
+    assert both.set_index("claim").loc["vit", "ViT: verdict"] == "holds"
     # failing on both backbones is not "the same holds"
-    bad = _claims({"suppress": "does not hold: z", "specific": "does not hold: z", "enhance": "does not hold: z"})
+    bad = _claims({"suppress": "does not hold", "specific": "does not hold", "enhance": "does not hold"})
     fail = report.claims_by_edition({"r": bad, "v": bad}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
-    assert fail.set_index("claim").loc["vit", "ViT: verdict"].startswith("does not hold: 0 of 3")
-    none = report.claims_by_edition({"r": _claims({"baseline": "differs: x"}), "v": _claims({"baseline": "differs: y"})},
+    assert fail.set_index("claim").loc["vit", "ViT: verdict"] == "does not hold"
+    # mostly inconclusive on either edition: the transfer is inconclusive too
+    unclear = _claims({"suppress": "inconclusive", "specific": "inconclusive", "enhance": "holds"})
+    maybe = report.claims_by_edition({"r": unclear, "v": good}, {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
+    assert maybe.set_index("claim").loc["vit", "ViT: verdict"] == "inconclusive"
+    none = report.claims_by_edition({"r": _claims({"baseline": "differs"}), "v": _claims({"baseline": "differs"})},
                                     {"r": "ResNet", "v": "ViT"}, transfer=("r", "v"))
-    assert none.set_index("claim").loc["vit", "ViT: verdict"].startswith("not tested")
+    assert none.set_index("claim").loc["vit", "ViT: verdict"] == "not tested"
     assert "vit" not in set(report.claims_by_edition({"r": resnet}, {"r": "ResNet"}, transfer=None)["claim"])
 
 
