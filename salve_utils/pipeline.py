@@ -923,7 +923,9 @@ class NodeContext:
         Several nodes may contribute rows to one table (``suppression_curves``
         gets rows from control, tower and seeds): every row carries the ``node``
         that wrote it, and a node's new rows replace all of its old ones, so no
-        stale row survives a rerun with other parameters.
+        stale row survives a rerun with other parameters. The nodes' blocks are
+        kept in the order of their names (each block in the order its node wrote
+        it), so rerunning one node rewrites the same bytes.
         """
         import pandas as pd
 
@@ -933,6 +935,7 @@ class NodeContext:
             old = pd.read_csv(path)
             if "node" in old.columns:
                 df = pd.concat([old[old["node"] != self.node], df], ignore_index=True)
+                df = df.sort_values("node", kind="stable", ignore_index=True)
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")
         self.outputs["tables"][name] = hash_file(path)

@@ -292,3 +292,17 @@ def test_editions_graph_and_profile_mistakes_are_named(editions_project: Path, c
     profile_path.write_text(yaml.safe_dump(profile, sort_keys=False))
     with pytest.raises(pipeline.PipelineError, match=fragment):
         pipeline.plan("p", editions_project)
+
+
+def test_shared_tables_keep_each_nodes_rows_in_node_order_so_a_rerun_rewrites_the_same_bytes(tmp_path: Path) -> None:
+    import pandas as pd
+
+    (tmp_path / "notebooks").mkdir()
+    ctx_b = pipeline.NodeContext("p", "e.b", root=tmp_path)
+    ctx_a = pipeline.NodeContext("p", "e.a", root=tmp_path)
+    ctx_b.save_table(pd.DataFrame({"x": [2, 1]}), "t")
+    path = ctx_a.save_table(pd.DataFrame({"x": [3]}), "t")
+    first = path.read_bytes()
+    ctx_b.save_table(pd.DataFrame({"x": [2, 1]}), "t")  # rerun of the node that wrote first
+    assert path.read_bytes() == first
+    assert pd.read_csv(path)["node"].tolist() == ["e.a", "e.b", "e.b"]
