@@ -37,6 +37,7 @@ import difflib
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -732,41 +733,124 @@ def _title_with_edition(nb, title: str) -> None:
             return
 
 
-def _execute(p: Plan, name: str) -> dict[str, Any]:
-    """Run one node with papermill; publish its executed copy only on success."""
+#: Environment variables through which the runner tells a node's kernel where to stage its outputs.
+STAGE_NODE, STAGE_DIR = "SALVE_STAGE_NODE", "SALVE_STAGE_DIR"
+
+
+def staging_dir(root: Path, profile: str, node: str) -> Path:
+    """Where a running node writes everything it produces, until it is published:
+    ``data/runs/<profile>/staging/<edition>/<node>/`` (``artifacts/``, ``results/``, ``chapter.ipynb``)."""
+    return root / "data" / "runs" / profile / "staging" / node_path(node)
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Move a file, or replace a whole folder, idempotently (a move already done is skipped)."""
+    if not src.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        old = dst.with_name(dst.name + ".replaced")
+        if dst.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(dst, old)
+        os.replace(src, dst)
+        if old.exists():
+            shutil.rmtree(old)
+    else:
+        os.replace(src, dst)
+
+
+def _finish_publish(journal: Path) -> None:
+    """Carry out (or complete, after a kill) the moves a journal lists, then remove the staging folder."""
+    moves = json.loads(journal.read_text())
+    for src, dst in moves:
+        _move(Path(src), Path(dst))
+    shutil.rmtree(journal.parent, ignore_errors=True)
+
+
+def recover(root: Path, profile: str) -> list[str]:
+    """Complete publications a killed run left half done; discard stagings that never reached publication.
+
+    A node is published by a journal of moves written atomically *before* the first
+    move: a journal on disk means the node succeeded, so its moves are completed; a
+    staging folder without one belongs to a node that never finished, and is removed.
+    Returns the nodes whose publication was completed.
+    """
+    base = root / "data" / "runs" / profile / "staging"
+    done = []
+    for journal in sorted(base.rglob("publish.json")) if base.is_dir() else []:
+        _finish_publish(journal)
+        done.append(journal.parent.relative_to(base).as_posix().replace("/", "."))
+    if base.is_dir():
+        shutil.rmtree(base, ignore_errors=True)
+    return done
+
+
+def _publish(p: Plan, name: str, stage: Path, nb, meta: dict[str, Any]) -> None:
+    """Publish a node's staged chapter, tables, artifacts and record together (see :func:`recover`)."""
+    import nbformat
+
+    final_dir = artifact_dir(p.root, p.profile, name)
+    staged_rel = (stage / "artifacts").relative_to(p.root).as_posix()
+    final_rel = final_dir.relative_to(p.root).as_posix()
+    outputs = meta["outputs"]
+    for rec in outputs.get("artifacts", {}).values():  # staged paths become their published paths
+        if rec["path"].startswith(staged_rel + "/"):
+            rec["path"] = final_rel + rec["path"][len(staged_rel):]
+    (stage / "artifacts").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stage / "artifacts" / "outputs.json", outputs)
+    nbformat.write(nb, str(stage / "chapter.ipynb"))
+    moves = [(str(t), str(results_dir(p.root, p.profile) / t.relative_to(stage / "results")))
+             for t in sorted((stage / "results").rglob("*.csv"))] if (stage / "results").is_dir() else []
+    moves += [(str(stage / "artifacts"), str(final_dir)),
+              (str(stage / "chapter.ipynb"), str(chapter_path(p.root, p.profile, name)))]
+    atomic_write_json(stage / "publish.json", moves)
+    _finish_publish(stage / "publish.json")
+
+
+def _execute(p: Plan, name: str, cell_timeout: float | None = None) -> dict[str, Any]:
+    """Run one node with papermill into its staging folder; publish everything together only on success.
+
+    A failure or an interruption leaves the previously published chapter, tables,
+    artifacts and record untouched (and ``status`` truthful); the failed copy is kept
+    in ``data/runs/<profile>/failed/``.
+    """
     import nbformat
     import papermill as pm
 
     node = p.nodes[name]
     src = p.root / "notebooks" / node.notebook
     work = p.root / "data" / "runs" / p.profile
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = work / f"{name}.running.ipynb"
-    outputs_json = artifact_dir(p.root, p.profile, name) / "outputs.json"
-    if outputs_json.exists():
-        outputs_json.unlink()  # a rerun records its outputs afresh
+    stage = staging_dir(p.root, p.profile, name)
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    tmp = stage / "running.ipynb"
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(src), str(tmp), parameters=p.params[name], cwd=str(p.root),
-                            kernel_name="python3", progress_bar=False, log_output=False)
+        with _environment(**{STAGE_NODE: name, STAGE_DIR: str(stage)}):
+            pm.execute_notebook(str(src), str(tmp), parameters=p.params[name], cwd=str(p.root),
+                                kernel_name="python3", progress_bar=False, log_output=False,
+                                execution_timeout=cell_timeout)
     except pm.PapermillExecutionError as err:
         failed = work / "failed"
         failed.mkdir(exist_ok=True)
         os.replace(tmp, failed / f"{name}.ipynb")
+        shutil.rmtree(stage, ignore_errors=True)
         raise PipelineError(
             f"node {name} failed in notebooks/{node.notebook}, cell {err.cell_index} "
             f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
             f"The executed copy with the error is at {failed / f'{name}.ipynb'}; nothing was published."
         ) from None
     except BaseException:
-        if tmp.exists():
-            tmp.unlink()
+        shutil.rmtree(stage, ignore_errors=True)
         raise
     wall = time.perf_counter() - t0
     nb = nbformat.read(tmp, as_version=4)
-    outputs = _read_outputs(p.root, p.profile, name) or {"artifacts": {}, "tables": {}}
-    atomic_write_json(outputs_json, outputs)
+    staged = stage / "artifacts" / "outputs.json"
+    outputs = json.loads(staged.read_text()) if staged.is_file() else {"artifacts": {}, "tables": {}}
     meta = {
         "profile": p.profile, "node": name, "notebook": f"notebooks/{node.notebook}",
         "parameters": p.params[name], "fingerprint": p.fingerprint(name), "code_hash": p.code_hash,
@@ -781,29 +865,81 @@ def _execute(p: Plan, name: str) -> dict[str, Any]:
         _title_with_edition(nb, p.editions[node.edition]["title"])
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
     nb.cells.insert(first_md + 1, _provenance_cell(meta))
-    dest = chapter_path(p.root, p.profile, name)
-    with atomic_path(dest) as out:
-        nbformat.write(nb, str(out))
     tmp.unlink()
+    _publish(p, name, stage, nb, meta)
     manifest_path = results_dir(p.root, p.profile) / "run_manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = {k: v for k, v in manifest.items() if k in p.nodes}  # nodes no longer in the graph are dropped
     manifest[name] = {k: v for k, v in meta.items() if k != "outputs"}
-    atomic_write_json(manifest_path, manifest)
+    atomic_write_json(manifest_path, dict(sorted(manifest.items())))
     return meta
+
+
+@contextlib.contextmanager
+def project_lock(root: Path, profile: str):
+    """One run at a time per project: an exclusive lock on ``data/runs/.lock`` naming its holder.
+
+    The lock is the operating system's (``flock``): it is released when the holder
+    exits, however it exits, so a killed run never leaves a stale lock behind.
+    """
+    import fcntl
+    import socket
+
+    path = root / "data" / "runs" / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise PipelineError(f"another pipeline run holds this project ({holder}); wait for it to finish, "
+                                f"or stop it, then run again") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, profile {profile}, since "
+                f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable[str] = (),
         only: str | None = None, force: bool = False, progress: bool = True, log=print,
-        downstream: bool = True) -> list[str]:
+        downstream: bool = True, cell_timeout: float | None = None) -> list[str]:
     """Run every stale node of ``profile`` in dependency order; return the names of the nodes executed.
 
     Staleness is re-checked just before each node runs, so a node whose upstream
     outputs changed is re-executed, and one whose upstream reran to identical
-    outputs is not.
+    outputs is not. One run at a time holds the project (:func:`project_lock`); a run
+    first completes any publication a killed run left half done (:func:`recover`).
+    ``cell_timeout`` (seconds) stops a node whose cell runs longer.
     """
+    p = plan(profile, root, overrides, only, force, downstream)  # bad input is refused before the lock
+    with project_lock(p.root, profile):
+        for name in recover(p.root, profile):
+            log(f"completed the publication of {name}, interrupted by an earlier run")
+        p = plan(profile, root, overrides, only, force, downstream)
+        try:
+            return _run_locked(p, profile, only, force, progress, log, downstream, cell_timeout)
+        finally:
+            _remove_empty(p.root / "data" / "runs" / profile / "staging")
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` if nothing but empty folders is left in it (a staging area after its runs)."""
+    if folder.is_dir() and not any(f.is_file() for f in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_locked(p: Plan, profile: str, only: str | None, force: bool, progress: bool, log,
+                downstream: bool, cell_timeout: float | None) -> list[str]:
     from tqdm.auto import tqdm
 
-    p = plan(profile, root, overrides, only, force, downstream)
     if load_profile(p.root, profile)["empty"]:
         log(f"warning: profile {profile} sets nothing; every node runs on its notebook's defaults")
     log(f"profile {profile}: device {default_device()}; {len(p.order)} nodes, "
@@ -822,7 +958,7 @@ def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable
             bar.set_postfix_str(name)
             if name not in forced and p.is_current(name):
                 continue
-            meta = _execute(p, name)
+            meta = _execute(p, name, cell_timeout)
             executed.append(name)
             log(f"  ran {name} in {meta['wall_seconds']:.0f} s")
         bar.close()
@@ -892,12 +1028,19 @@ class NodeContext:
         self.node = node
         self.upstream = dict(upstream or {})
         self.edition = node.split(".")[0] if "." in node else None
-        self.dir = artifact_dir(self.root, profile, node)
+        self.published = results_dir(self.root, profile, self.edition)
+        stage = os.environ.get(STAGE_DIR) if os.environ.get(STAGE_NODE) == node else None
+        if stage:  # run by the pipeline: everything goes to the staging folder, published on success
+            self.dir = Path(stage) / "artifacts"
+            self.results = Path(stage) / "results" / (self.edition or "")
+            self.outputs: dict[str, Any] = {"artifacts": {}, "tables": {}}
+        else:  # run by hand (e.g. in Jupyter): write in place
+            self.dir = artifact_dir(self.root, profile, node)
+            self.results = self.published
+            self.outputs = _read_outputs(self.root, profile, node) or {"artifacts": {}, "tables": {}}
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.results = results_dir(self.root, profile, self.edition)
         self.results.mkdir(parents=True, exist_ok=True)
         self._outputs_path = self.dir / "outputs.json"
-        self.outputs = _read_outputs(self.root, profile, node) or {"artifacts": {}, "tables": {}}
 
     def _rel(self, path: Path) -> str:
         path = Path(path).resolve()
@@ -931,8 +1074,9 @@ class NodeContext:
 
         path = self.results / f"{name}.csv"
         df = df.assign(node=self.node)
-        if path.is_file():
-            old = pd.read_csv(path)
+        current = path if path.is_file() else self.published / f"{name}.csv"  # staged, else published
+        if current.is_file():
+            old = pd.read_csv(current)
             if "node" in old.columns:
                 df = pd.concat([old[old["node"] != self.node], df], ignore_index=True)
                 df = df.sort_values("node", kind="stable", ignore_index=True)
@@ -966,6 +1110,9 @@ class NodeContext:
         import pandas as pd
 
         path = results_dir(self.root, self.profile, edition or self.edition) / f"{name}.csv"
+        staged = self.results / f"{name}.csv"
+        if (edition or self.edition) == self.edition and staged.is_file():
+            path = staged  # this node's own table, written earlier in this run
         if not path.is_file():
             raise FileNotFoundError(f"no table {path}; run the node that writes it (profile {self.profile})")
         return pd.read_csv(path)
@@ -1053,6 +1200,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --only: run only the named nodes, not their descendants")
         sp.add_argument("--force", action="store_true", help="re-execute even up-to-date nodes")
         sp.add_argument("--root", help="project root (default: found from the working directory)")
+        if cmd == "run":
+            sp.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                            help="stop a node whose cell runs longer than this (default: no limit)")
     sp = sub.add_parser("errors", help="list executed chapters that hold an error output")
     sp.add_argument("--profile", help="only this profile's chapters")
     sp = sub.add_parser("toc", help="write the book's table of contents for a profile")
@@ -1069,7 +1219,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"table of contents of profile {args.profile}: {write_toc(args.profile, args.out, args.root)}")
             return 0
         if args.command == "run":
-            run(args.profile, args.root, args.param, args.only, args.force, downstream=args.downstream)
+            run(args.profile, args.root, args.param, args.only, args.force, downstream=args.downstream,
+                cell_timeout=args.cell_timeout)
             return 0
         p = plan(args.profile, args.root, args.param, args.only, args.force, args.downstream)
         if args.command == "check":
@@ -1083,6 +1234,10 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the running node was not published; every published chapter, table and record is "
+              "as before. Run the same command again to resume.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -22,6 +23,13 @@ if fail:
 path = ctx.path("out.json")
 path.write_text(json.dumps({"value": value}))
 ctx.record("out", path)
+import pandas as pd
+ctx.save_table(pd.DataFrame({"value": [value]}), "values")
+if wait:  # a test stops the run here, after the node wrote its outputs (to its staging folder)
+    import pathlib, time
+    pathlib.Path(wait + ".ready").touch()
+    for _ in range(600):
+        time.sleep(0.1)
 """
 
 
@@ -29,7 +37,7 @@ def _notebook(path: Path, title: str) -> None:
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(
         'profile: str = "p"\nnode: str = "a"\nupstream: dict = {}\nx: int = 1\nfail: bool = False\n'
-        'label: str = "hi"\nweights: list[float] = [1.0]')
+        'label: str = "hi"\nweights: list[float] = [1.0]\nwait: str = ""')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}"), params, nbformat.v4.new_code_cell("import json"),
                 nbformat.v4.new_code_cell(CODE)]
@@ -306,3 +314,94 @@ def test_shared_tables_keep_each_nodes_rows_in_node_order_so_a_rerun_rewrites_th
     ctx_b.save_table(pd.DataFrame({"x": [2, 1]}), "t")  # rerun of the node that wrote first
     assert path.read_bytes() == first
     assert pd.read_csv(path)["node"].tolist() == ["e.a", "e.b", "e.b"]
+
+
+def _published(root: Path) -> dict[str, bytes]:
+    """Every published table and artifact (not the chapters: they carry run times), by path."""
+    files = list((root / "data/results").rglob("*.csv")) + list((root / "data/artifacts").rglob("*.json"))
+    return {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(files)}
+
+
+def test_a_failed_node_keeps_its_published_record_and_status_stays_truthful(project: Path) -> None:
+    pipeline.run("p", project, progress=False, log=lambda *_: None)
+    before = _published(project)
+    with pytest.raises(pipeline.PipelineError):
+        pipeline.run("p", project, overrides=["b.fail=true"], progress=False, log=lambda *_: None)
+    assert _published(project) == before  # record, tables and artifacts untouched
+    assert pipeline.plan("p", project).stale == []  # the published edition is still current ...
+    assert pipeline.run("p", project, progress=False, log=lambda *_: None) == []  # ... so nothing reruns
+    assert not (project / "data/runs/p/staging").exists()
+
+
+def test_a_run_killed_inside_a_node_publishes_nothing_and_the_next_run_resumes_byte_identical(
+        project: Path, tmp_path_factory) -> None:
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    reference = tmp_path_factory.mktemp("reference") / "project"
+    shutil.copytree(project, reference)  # the same two runs, uninterrupted
+    pipeline.run("p", reference, progress=False, log=lambda *_: None)
+    pipeline.run("p", reference, overrides=["b.x=7"], progress=False, log=lambda *_: None)
+
+    pipeline.run("p", project, progress=False, log=lambda *_: None)
+    before = _published(project)
+    flag = project / "stop-here"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "salve_utils.pipeline", "run", "--profile", "p", "--root",
+                             str(project), "-p", "b.x=7", "-p", f"b.wait={flag}"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        if Path(f"{flag}.ready").exists():
+            break
+        time.sleep(0.1)
+    assert Path(f"{flag}.ready").exists(), "the node never reached its stopping point"
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-node
+    proc.wait()
+    assert _published(project) == before  # b's new value and table exist only in its staging folder
+    assert pipeline.plan("p", project, overrides=["b.x=7"]).stale == ["b"]  # status is truthful: b must run
+    assert pipeline.run("p", project, overrides=["b.x=7"], progress=False, log=lambda *_: None) == ["b", "c"]
+    assert _published(project) == _published(reference)
+    assert not (project / "data/runs/p/staging").exists()
+
+
+def test_a_publication_cut_short_is_completed_by_the_next_run(project: Path, monkeypatch) -> None:
+    pipeline.run("p", project, progress=False, log=lambda *_: None)
+    real = pipeline._move
+    calls = []
+
+    def dies_after_the_first_move(src: Path, dst: Path) -> None:
+        if calls:
+            raise KeyboardInterrupt  # as if killed between two moves of one publication
+        calls.append(dst)
+        real(src, dst)
+
+    monkeypatch.setattr(pipeline, "_move", dies_after_the_first_move)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run("p", project, overrides=["b.x=9"], progress=False, log=lambda *_: None)
+    assert (project / "data/runs/p/staging/b/publish.json").is_file()
+    monkeypatch.setattr(pipeline, "_move", real)
+    messages: list[str] = []
+    ran = pipeline.run("p", project, overrides=["b.x=9"], progress=False, log=messages.append)
+    assert "completed the publication of b" in " ".join(messages)
+    assert ran == ["c"]  # b was published by the recovery; only its descendant still runs
+    assert _value(project, "b") == 90 + 20
+
+
+def test_one_run_at_a_time_and_the_refusal_names_the_holder(project: Path) -> None:
+    with pipeline.project_lock(project, "p"):
+        with pytest.raises(pipeline.PipelineError, match=r"another pipeline run holds this project \(pid \d+"):
+            pipeline.run("p", project, progress=False, log=lambda *_: None)
+    assert pipeline.run("p", project, progress=False, log=lambda *_: None) == list("abcd")  # released
+
+
+def test_ctrl_c_stops_with_one_line_and_no_traceback(project: Path, monkeypatch, capsys) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_execute", interrupted)
+    assert pipeline.main(["run", "--profile", "p", "--root", str(project)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err and "resume" in err
