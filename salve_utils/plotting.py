@@ -532,8 +532,8 @@ def alpha_rank_plot(classes: pd.DataFrame, spearman: dict, palette: dict):
 
     ``classes`` is :func:`~salve_utils.alpha.alpha_crit_classes`, ``spearman``
     :func:`~salve_utils.alpha.alpha_crit_spearman` (ρ and the number of classes in
-    each panel's title). A measure of fragility should rise with the suppressing
-    strength.
+    each panel's title); each label gives the class's images with a finite value /
+    all. A measure of fragility should rise with the suppressing strength.
     """
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, name in zip(axes, _ALPHA_ESTIMATES):
@@ -542,7 +542,8 @@ def alpha_rank_plot(classes: pd.DataFrame, spearman: dict, palette: dict):
         for _, row in both.iterrows():
             ax.scatter(row[f"{name}_median"], row["suppress_strength"], color=palette.get(row["class"]), s=30)
             if len(both) <= 20:
-                ax.annotate(row["class"], (row[f"{name}_median"], row["suppress_strength"]), fontsize=7,
+                ax.annotate(f"{row['class']} {row[f'{name}_finite']}/{row['n']}",
+                            (row[f"{name}_median"], row["suppress_strength"]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         ax.set(xscale="log", yscale="log", xlabel=f"median α_crit ({_ALPHA_TITLES[name].split(' (')[0]}), strength (log)",
                title=f"Spearman ρ = {spearman[f'spearman_{name}']:.2f} over {spearman[f'n_{name}']} classes")
