@@ -1,4 +1,4 @@
-"""Control: the permanent weight edit (the paper's Eq. 1) and the critical strength α_crit.
+"""Control: the permanent weight edit (the paper's Eq. 1) and its sweeps on cached activations.
 
 Notation: head ``y = W a + b`` with ``W`` (K classes, M dims); SAE feature ``l``
 with decoder column ``c = D[:, l]`` (M,). The edit rescales every column j of
@@ -9,7 +9,8 @@ with decoder column ``c = D[:, l]`` (M,). The edit rescales every column j of
 
 The bias is unchanged. Only the head changes, so ``a(x)`` is fixed and every
 α sweep can run exactly on cached activations: ``logits(α) = a W'(α)^T + b``.
-:func:`_edit_factors` is the one place where the factor is computed.
+:func:`_edit_factors` is the one place where the factor is computed. The
+critical strength α_crit lives in :mod:`salve_utils.alpha`.
 
 >>> import torch
 >>> W = torch.tensor([[1.0, 2.0], [3.0, 4.0]]); c = torch.tensor([0.5, -0.25])
@@ -21,10 +22,8 @@ tensor([[0.5000, 1.5000],
 from __future__ import annotations
 
 import copy
-import math
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,13 +37,8 @@ if TYPE_CHECKING:
     from .activations import Activations
 
 __all__ = [
-    "ALPHA_CRIT_METHODS",
     "DIRECTIONS",
     "accuracy_change",
-    "alpha_crit",
-    "alpha_crit_agreement",
-    "alpha_crit_summary",
-    "alpha_crit_table",
     "feature_curves",
     "operating_points",
     "permanence_check",
@@ -52,13 +46,11 @@ __all__ = [
     "edit_logits",
     "edit_model",
     "edit_weights",
-    "empirical_alpha_crit",
     "per_class_accuracy",
     "target_and_others",
 ]
 
 DIRECTIONS = ("suppress", "enhance")
-ALPHA_CRIT_METHODS = ("analytic", "numerical", "flip")
 _CHUNK_ELEMENTS = 1 << 22  # bound on the size of intermediate tensors (elements)
 
 
@@ -291,210 +283,6 @@ def edit_curve(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, b
     return frame[frame["n"] > 0].reset_index(drop=True)
 
 
-# =========================================================================== α_crit
-
-
-def _first_root(t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Smallest root of ``g(α) = min_c h_c(α)`` for piecewise-linear ``h_c`` known at their kinks.
-
-    ``t`` (T,) is increasing, starts at 0 and holds every kink; ``h`` (T, N, C)
-    the functions' values there. Each ``h_c`` is linear between consecutive
-    kinks and constant after the last one. The first kink where ``g <= 0``
-    closes the interval holding the root; inside it ``g`` is a minimum of linear
-    functions, so its first zero is the smallest zero among the ``h_c`` that
-    end the interval at or below 0. Returns (N,): 0 where ``g(0) <= 0``, ∞
-    where ``g`` stays positive.
-    """
-    below = h.amin(-1) <= 0  # (T, N)
-    first = below.to(torch.int8).argmax(0)  # first kink at or below zero (0 when none)
-    out = torch.full((h.shape[1],), math.inf, dtype=h.dtype, device=h.device)
-    out[below[0]] = 0.0
-    inside = below.any(0) & (first > 0)
-    n = inside.nonzero().flatten()
-    m = first[n]
-    t0, t1 = t[m - 1][:, None], t[m][:, None]
-    h0, h1 = h[m - 1, n], h[m, n]  # (n, C); every h0 > 0
-    roots = t0 + h0 * (t1 - t0) / (h0 - h1)
-    roots = torch.where(h1 <= 0, roots.clamp(min=t0, max=t1), torch.full_like(roots, math.inf))
-    out[n] = roots.amin(-1)
-    return out
-
-
-def alpha_crit(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, decoder_column: torch.Tensor,
-               target: int, method: str = "analytic") -> torch.Tensor:
-    """Critical suppression strength per sample: the α at which the edit removes class ``target``.
-
-    Write ``y_i(α) = Σ_j W_ij a_j max(0, 1 - α|c_j|) + b_i`` for the target logit
-    ``i`` under suppression of the feature with decoder column ``c``.
-
-    * ``"analytic"`` — below the first clamp ``y_i(α) = y_i - α R_i`` with
-      ``R_i(x) = Σ_j W_ij |c_j| a_j(x)``, so ``α_crit = y_i / R_i``.
-      ∞ where ``R_i <= 0``; 0 where ``y_i <= 0`` already. Exact when
-      ``α_crit <= 1/max_j |c_j|`` (no column clamped before the root);
-      otherwise only the root of the linearisation.
-    * ``"numerical"`` — the smallest root of the exact ``y_i(α)``, which is
-      piecewise linear with kinks at ``α = 1/|c_j|`` and need not be monotone
-      (clamping a negative contribution makes it rise). Found exactly by
-      evaluating ``y_i`` at the sorted kinks and solving the linear piece where
-      it first reaches 0 (no grid, no bisection). 0 where ``y_i(0) <= 0``; ∞
-      where it never reaches 0 (after the last kink it is constant).
-    * ``"flip"`` — the smallest α at which class i stops being the strict
-      argmax: first root of ``min_{k != i} (y_i(α) - y_k(α))`` (same kink walk;
-      ties count as a flip). 0 where the sample is misclassified already.
-
-    Parameters
-    ----------
-    acts : (N, M) activations of samples (normally of class ``target``)
-    weight, bias : unedited head ``W`` (K, M), ``b`` (K,)
-    decoder_column : (M,) ``c = D[:, l]``
-    target : class index i
-    method : ``"analytic"``, ``"numerical"`` or ``"flip"``
-
-    Returns
-    -------
-    (N,) float64 tensor
-
-    Examples
-    --------
-    >>> a = torch.tensor([[1.0, 1.0]]); W = torch.tensor([[4.0, -3.0]]); b = torch.tensor([0.2])
-    >>> c = torch.tensor([1.0, 0.5])   # kinks at α = 1 and 2; y(α) dips below 0 and comes back
-    >>> alpha_crit(a, W, b, c, target=0, method="numerical")
-    tensor([0.4800], dtype=torch.float64)
-    >>> alpha_crit(a, W, b, c, target=0, method="analytic")   # y / R = 1.2 / 2.5
-    tensor([0.4800], dtype=torch.float64)
-    """
-    _check_head(weight, decoder_column, bias, acts)
-    target = _check_target(target, weight.shape[0])
-    if method not in ALPHA_CRIT_METHODS:
-        raise ValueError(f"method must be one of {ALPHA_CRIT_METHODS}, got {method!r}")
-    if method == "flip" and weight.shape[0] < 2:
-        raise ValueError("weight must have at least two classes for method='flip'")
-    acts = acts.detach().double()
-    weight = weight.detach().to(acts)
-    bias = bias.detach().to(acts)
-    c = decoder_column.detach().to(acts)
-    if method == "analytic":
-        y = acts @ weight[target] + bias[target]
-        r = acts @ (weight[target] * c.abs())
-        crit = torch.where(r > 0, y / r.where(r > 0, torch.ones_like(r)), torch.full_like(y, math.inf))
-        return torch.where(y <= 0, torch.zeros_like(y), crit)
-    inv = 1.0 / c.abs()[c != 0]
-    kinks = torch.cat([torch.zeros(1, dtype=acts.dtype, device=acts.device), torch.unique(inv[torch.isfinite(inv)])])
-    rows = slice(target, target + 1) if method == "numerical" else slice(None)
-    others = [k for k in range(weight.shape[0]) if k != target]
-    width = 1 if method == "numerical" else weight.shape[0]
-    out = []
-    for chunk in acts.split(max(1, _CHUNK_ELEMENTS // (len(kinks) * width))):
-        logits = edit_logits(chunk, weight[rows], bias[rows], c, kinks, "suppress")  # (T, n, 1 or K)
-        h = logits if method == "numerical" else logits[..., target : target + 1] - logits[..., others]
-        out.append(_first_root(kinks, h))
-    return torch.cat(out)
-
-
-def _bisect_first_negative(f: Callable[[float], float], f0: float, reference: float, scale: float,
-                           rel_tol: float, max_iter: int) -> float:
-    """Bisection for a sign change of ``f`` (``f(0) = f0 > 0``) in a bracket grown around ``reference``."""
-    half = 8 * rel_tol * (reference if reference > 0 else scale)
-    lo, hi = max(reference - half, 0.0), reference + half
-    f_lo = f0 if lo == 0 else f(lo)
-    hi_known_negative = False
-    for _ in range(max_iter):  # root below lo: the old lo becomes hi, lo moves down
-        if f_lo > 0:
-            break
-        hi, lo, hi_known_negative = lo, max(reference - 2 * (reference - lo), 0.0), True
-        f_lo = f0 if lo == 0 else f(lo)
-    else:
-        return math.nan
-    if not hi_known_negative:
-        for _ in range(max_iter):  # root above hi: the old hi becomes lo, hi moves up
-            if f(hi) <= 0:
-                break
-            lo, hi = hi, reference + 2 * (hi - reference)
-        else:
-            return math.nan
-    for _ in range(max_iter):
-        if hi - lo <= rel_tol * hi:
-            break
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if f(mid) > 0 else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
-@torch.no_grad()
-def empirical_alpha_crit(model: SalveNet, decoder_column: torch.Tensor, images: torch.Tensor, target: int,
-                         reference: torch.Tensor, rel_tol: float = 1e-4, max_iter: int = 40) -> torch.Tensor:
-    """α_crit measured on the real network: edit the model, run each image end to end, bisect on α.
-
-    For image x, finds α with ``y_i(x; α) = 0`` where ``y_i`` is the target logit of
-    the *whole* edited network (a copy of ``model`` whose head carries ``W'(α)``
-    from Eq. 1; the backbone recomputes ``a(x)`` every time). The bracket starts
-    at ``reference ± 8·rel_tol·reference`` (normally :func:`alpha_crit` with
-    ``method="numerical"``) and doubles until the logit changes sign; bisection
-    then stops at relative width ``rel_tol``. This is a *check* of the
-    cached-activation value: bisection finds a root inside the bracket, which is
-    the first root when the reference is right.
-
-    Conventions: ∞ where ``reference`` is ∞ (not searched); 0 where the unedited
-    target logit is already <= 0; NaN where no sign change was found within
-    ``max_iter`` doublings (a disagreement with the reference).
-
-    Cost: one batched forward for α = 0, then about ``log2(16)+2`` single-image
-    forwards per image; use a subset of images on a CPU.
-
-    Parameters
-    ----------
-    model : the unedited :class:`~salve_utils.models.SalveNet` (not modified)
-    decoder_column : (M,) ``c = D[:, l]``
-    images : (N, 3, H, W) float images in [0, 1]
-    target : class index i
-    reference : (N,) reference α values
-    rel_tol : relative width at which bisection stops
-    max_iter : cap on bracket doublings and on bisection steps
-
-    Returns
-    -------
-    (N,) float64 tensor
-
-    Examples
-    --------
-    >>> ref = alpha_crit(acts, W, b, c, target, "numerical")                # doctest: +SKIP
-    >>> emp = empirical_alpha_crit(model, c, images, target, ref)           # doctest: +SKIP
-    """
-    weight = model.head.weight.detach().clone()
-    _check_head(weight, decoder_column)
-    target = _check_target(target, weight.shape[0])
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-    reference = torch.as_tensor(reference, dtype=torch.float64)
-    if reference.shape != (images.shape[0],) or (reference < 0).any() or reference.isnan().any():
-        raise ValueError(f"reference must be (N,) = ({images.shape[0]},) values >= 0, got {tuple(reference.shape)}")
-    if not 0 < rel_tol < 1:
-        raise ValueError(f"rel_tol must be in (0, 1), got {rel_tol!r}")
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-    device = weight.device
-    edited = copy.deepcopy(model).eval()
-    images = images.to(device)
-    f0 = edited(images)[:, target].double().cpu()  # α = 0: the unedited head, one batch
-    scale = 1.0 / max(float(decoder_column.abs().max()), 1e-30)
-
-    def target_logit(n: int, alpha: float) -> float:
-        _set_edited_head(edited, weight, decoder_column, alpha, "suppress")
-        return float(edited(images[n : n + 1])[0, target])
-
-    out = torch.full((len(images),), math.nan, dtype=torch.float64)
-    for n in range(len(images)):
-        ref = float(reference[n])
-        if math.isinf(ref):
-            out[n] = math.inf
-        elif f0[n] <= 0:
-            out[n] = 0.0
-        else:
-            out[n] = _bisect_first_negative(lambda a, n=n: target_logit(n, a), float(f0[n]), ref, scale,
-                                            rel_tol, max_iter)
-    return out
-
-
 # =========================================================================== report-level helpers
 
 
@@ -636,96 +424,16 @@ def permanence_check(model: SalveNet, sae: SparseAutoencoder, feature: int, stre
     return out
 
 
-def alpha_crit_table(acts: "Activations", sae: SparseAutoencoder, features: dict[str, int],
-                     model: SalveNet | None = None, images=None, image_size: int | None = None,
-                     empirical_per_class: int = 0, seed: int = 0) -> pd.DataFrame:
-    """α_crit of every validation image for its class's feature: analytic, numerical, flip, empirical.
-
-    ``features`` maps class name -> latent (normally each class's dominant
-    feature). The empirical value (edited real model, bisection) is computed for
-    ``empirical_per_class`` images per class, chosen reproducibly among those with
-    a finite numerical value; it is NaN elsewhere. ``images`` is the validation
-    :class:`~salve_utils.data.ImageSet` in the order of ``acts.val``.
-
-    Returns
-    -------
-    DataFrame ``class, feature, sample, analytic, numerical, flip, empirical, max_abs_c`` (α units;
-    multiply by ``max_abs_c`` for the normalised strength).
-    """
-    from .data import center_resize
-
-    if empirical_per_class and (model is None or images is None):
-        raise ValueError("empirical_per_class > 0 needs the model and the validation images")
-    if images is not None and not torch.equal(images.labels, acts.val_labels):
-        raise ValueError("images are not the validation set the activations were computed on "
-                         "(labels differ); reload them with data.dataset_from_spec")
-    image_size = image_size or acts.meta.get("size") or (images.size if images is not None else None)
-    gen = torch.Generator().manual_seed(seed)
-    frames = []
-    for cls, feature in features.items():
-        k = acts.class_index(cls)
-        idx = torch.nonzero(acts.val_labels == k).flatten()
-        column = sae.decoder_column(int(feature)).detach()
-        x = acts.val[idx]
-        values = {m: alpha_crit(x, acts.weight, acts.bias, column, k, m) for m in ALPHA_CRIT_METHODS}
-        empirical = torch.full((len(idx),), float("nan"), dtype=torch.float64)
-        if empirical_per_class:
-            finite = torch.nonzero(torch.isfinite(values["numerical"]) & (values["numerical"] > 0)).flatten()
-            pick = finite[torch.randperm(len(finite), generator=gen)[:empirical_per_class]].sort().values
-            if len(pick):
-                imgs = center_resize(images.images[idx[pick]], image_size)
-                empirical[pick] = empirical_alpha_crit(model, column, imgs, k, values["numerical"][pick]).double()
-        frames.append(pd.DataFrame({
-            "class": cls, "feature": int(feature), "sample": idx.numpy(),
-            **{m: v.double().numpy() for m, v in values.items()},
-            "empirical": empirical.numpy(), "max_abs_c": strength_scale(column),
-        }))
-    return pd.concat(frames, ignore_index=True)[
-        ["class", "feature", "sample", "analytic", "numerical", "flip", "empirical", "max_abs_c"]]
+# Transitional: the α_crit functions moved to salve_utils.alpha. Until report.py, features.py,
+# notebooks 00/08 and tests/test_report_helpers.py import them from there, ``editing.alpha_crit``
+# etc. still resolve (lazily: alpha imports editing, so a top-level import would be a cycle).
+_MOVED_TO_ALPHA = ("ALPHA_CRIT_METHODS", "alpha_crit", "alpha_crit_agreement", "alpha_crit_summary",
+                   "alpha_crit_table", "empirical_alpha_crit")
 
 
-def alpha_crit_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per class: medians of each estimate as normalised strength, over the images that need an edit at all.
+def __getattr__(name: str):
+    if name in _MOVED_TO_ALPHA:
+        from . import alpha
 
-    Images whose target logit is already at or below zero (or, for ``flip``,
-    that are already misclassified) have α_crit = 0; they say nothing about the
-    feature and are counted in ``frac_zero`` instead of pulling the medians
-    down. ``frac_never`` counts images whose logit never reaches zero. Classes
-    are sorted from fragile (small median numerical α_crit) to redundant.
-    """
-    rows = []
-    for cls, sub in table.groupby("class", sort=False):
-        row = {"class": cls, "feature": int(sub["feature"].iloc[0]), "n": len(sub)}
-        for m in ("analytic", "numerical", "flip", "empirical"):
-            v = (sub[m] * sub["max_abs_c"]).to_numpy()
-            v = v[np.isfinite(v) & (v > 0)]
-            row[f"median_{m}"] = float(np.median(v)) if len(v) else float("nan")
-        row["frac_zero"] = float((sub["numerical"] == 0).mean())
-        row["frac_never"] = float(np.isinf(sub["numerical"]).mean())
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values("median_numerical", na_position="last").reset_index(drop=True)
-
-
-def alpha_crit_agreement(table: pd.DataFrame, rtol: float = 1e-4) -> dict[str, float]:
-    """How the three estimates agree over images whose logit starts positive and reaches zero.
-
-    ``frac_exact``: share with analytic = numerical (to ``rtol``). Where they
-    differ, a clamp was hit before the root: clamping a positive contribution
-    ``W_ij a_j`` lifts the exact logit above the straight line (analytic below
-    the exact root, ``frac_analytic_below``), clamping a negative one lowers it
-    (``frac_analytic_above``). ``median_rel_diff`` / ``max_rel_diff``:
-    |empirical - numerical| / numerical over the ``n_empirical`` images measured
-    on the real edited model.
-    """
-    finite = table[np.isfinite(table["numerical"]) & np.isfinite(table["analytic"]) & (table["numerical"] > 0)]
-    exact = np.isclose(finite["analytic"], finite["numerical"], rtol=rtol, atol=0)
-    differ = finite[~exact]
-    emp = table.dropna(subset=["empirical"])
-    emp = emp[np.isfinite(emp["numerical"]) & (emp["numerical"] > 0)]
-    rel = ((emp["empirical"] - emp["numerical"]).abs() / emp["numerical"]).to_numpy()
-    n = max(1, len(finite))
-    return {"n_finite": int(len(finite)), "frac_exact": float(exact.mean()) if len(finite) else float("nan"),
-            "frac_analytic_below": float((differ["analytic"] < differ["numerical"]).sum() / n),
-            "frac_analytic_above": float((differ["analytic"] > differ["numerical"]).sum() / n),
-            "n_empirical": int(len(emp)), "median_rel_diff": float(np.median(rel)) if len(rel) else float("nan"),
-            "max_rel_diff": float(rel.max()) if len(rel) else float("nan")}
+        return getattr(alpha, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
