@@ -532,6 +532,7 @@ def seed_outcome_plot(outcomes: pd.DataFrame, target_accuracy: float):
     ax.set_facecolor("0.85")
     sns.heatmap(strength, annot=strength.shape[1] <= 20, fmt=".2g", cmap="viridis", ax=ax,
                 cbar_kws={"label": "strength reaching the target"}, annot_kws={"fontsize": 7})
+    ax.grid(False)
     for i, j in zip(*np.nonzero(strength.isna().to_numpy())):
         ax.text(j + 0.5, i + 0.5, "–", ha="center", va="center", fontsize=8, color="0.3")
     ax.set(xlabel="", ylabel="autoencoder seed",
