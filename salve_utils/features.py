@@ -1,4 +1,4 @@
-"""From latents to features: class means, dominant and shared features, matching, recovery.
+"""From latents to features: class means, dominant and shared features, planted-part recovery.
 
 Notation: ``Z`` (N, d) the SAE latents of N samples, ``μ_k`` the mean latent
 vector of class k, ``μ_k,l`` its l-th entry. The paper's linear SAE has signed
@@ -29,14 +29,12 @@ if TYPE_CHECKING:
 __all__ = [
     "part_assignment",
     "part_suppression",
+    "shared_part_answer",
     "dominant_sharing",
     "class_mean_latents",
     "dominant_features",
-    "match_features",
     "part_correlations",
     "part_recovery",
-    "seed_spread",
-    "seed_study",
     "shared_features",
 ]
 
@@ -203,48 +201,6 @@ def dominant_sharing(mu: torch.Tensor, classes: Sequence[str] | None = None,
     return pd.DataFrame(rows)
 
 
-def _decoder_matrix(decoder: torch.Tensor | SparseAutoencoder, arg: str) -> torch.Tensor:
-    if isinstance(decoder, SparseAutoencoder):
-        decoder = decoder.decoder.weight
-    if not isinstance(decoder, torch.Tensor) or decoder.ndim != 2:
-        raise ValueError(f"{arg} must be an SAE or its (M, d) decoder weight, got {getattr(decoder, 'shape', decoder)}")
-    return decoder.detach().cpu().double()
-
-
-def _decoder_cosines(decoder_a: torch.Tensor | SparseAutoencoder,
-                     decoder_b: torch.Tensor | SparseAutoencoder) -> torch.Tensor:
-    """Signed cosines between every decoder column of ``a`` and of ``b``: ``(d_a, d_b)``."""
-    a, b = _decoder_matrix(decoder_a, "decoder_a"), _decoder_matrix(decoder_b, "decoder_b")
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"decoder_a and decoder_b must have the same M (rows), got {a.shape[0]} and {b.shape[0]}")
-    return (a / a.norm(dim=0).clamp_min(1e-12)).T @ (b / b.norm(dim=0).clamp_min(1e-12))
-
-
-def match_features(decoder_a: torch.Tensor | SparseAutoencoder,
-                   decoder_b: torch.Tensor | SparseAutoencoder) -> pd.DataFrame:
-    """One-to-one matching of the latents of two SAEs by their decoder columns (Hungarian algorithm).
-
-    Maximises ``Σ |cos(D_a[:, l], D_b[:, π(l)])|`` over matchings π
-    (``scipy.optimize.linear_sum_assignment``). The absolute value is used because
-    a linear SAE can learn a feature with either sign (``-z`` with ``-D[:, l]``);
-    the returned ``cosine`` keeps the sign. With ``d_a != d_b`` only
-    ``min(d_a, d_b)`` pairs are returned.
-
-    Returns
-    -------
-    DataFrame ``feature_a, feature_b, cosine``, sorted by ``feature_a``.
-
-    Examples
-    --------
-    >>> d = torch.randn(16, 4)
-    >>> match_features(d, -d[:, [2, 0, 3, 1]])["feature_b"].tolist()
-    [1, 3, 0, 2]
-    """
-    cos = _decoder_cosines(decoder_a, decoder_b)
-    rows, cols = linear_sum_assignment(-cos.abs().numpy())
-    return pd.DataFrame({"feature_a": rows, "feature_b": cols, "cosine": cos.numpy()[rows, cols]})
-
-
 def part_correlations(z: torch.Tensor, part_labels: torch.Tensor, parts: Sequence[str]) -> pd.DataFrame:
     """Pearson ``r(t_p, z_l)`` between every planted part's presence ``t_p`` (0/1) and every latent ``z_l``.
 
@@ -342,96 +298,73 @@ def part_suppression(acts: "Activations", sae: SparseAutoencoder, assignment: pd
     """Suppress each planted part's latent at normalised ``strength``; per class, the accuracy change.
 
     The known answer: suppressing the latent of part ``p`` should hurt the classes
-    made with ``p`` (``carries``) and spare the others.
+    made with ``p`` (``carries``) and spare the others. ``after_lo, after_hi`` is the
+    bootstrap 95% interval over the class's validation images
+    (:func:`~salve_utils.stats.accuracy_interval`).
 
     Returns
     -------
-    DataFrame ``part, feature, class, carries, before, after, change``.
+    DataFrame ``part, feature, class, carries, strength, before, after, after_lo, after_hi, change``,
+    sorted by part and class.
     """
     from .editing import accuracy_change, feature_curves
+    from .stats import accuracy_interval
 
+    if not strength > 0:
+        raise ValueError(f"strength must be positive, got {strength!r}")
     roles = {f"part:{row.part}": int(row.feature) for row in assignment.itertuples() if row.feature >= 0}
+    if not roles:
+        raise ValueError("assignment gives no part a latent (every feature is -1): nothing to suppress")
     curves = feature_curves(acts, sae, roles, [0.0, float(strength)], "suppress")
     change = accuracy_change(curves, at_strength=float(strength))
     change["part"] = change["feature_role"].str.removeprefix("part:")
     change["feature"] = change["feature_role"].map(roles)
     change["carries"] = [p in class_parts.get(c, ()) for p, c in zip(change["part"], change["class"])]
-    return change[["part", "feature", "class", "carries", "before", "after", "change"]]
+    n = curves.drop_duplicates("class").set_index("class")["n"]
+    change["after_lo"], change["after_hi"] = accuracy_interval(change["after"].to_numpy(),
+                                                               change["class"].map(n).to_numpy())
+    columns = ["part", "feature", "class", "carries", "strength", "before", "after", "after_lo", "after_hi", "change"]
+    return change[columns].sort_values(["part", "class"]).reset_index(drop=True)
 
 
-def seed_study(acts: "Activations", reference: SparseAutoencoder, reference_meta: dict, n_seeds: int = 10,
-               strengths: Sequence[float] = (0.0, 1.0, 2.0, 3.0), progress: bool = True) -> dict:
-    """Retrain the autoencoder with ``n_seeds`` seeds and measure how much of SALVE survives.
+def shared_part_answer(recovery: pd.DataFrame, effect: pd.DataFrame, part: str, threshold: float = 0.5,
+                       tolerance: float = 0.05) -> dict:
+    """The second known answer: is the shared ``part`` found, and does suppressing it hit exactly its carriers?
 
-    The seeds are the reference's own seed plus the next ones up to ``n_seeds``
-    in all; each new SAE uses the reference's size, λ₁ and training options
-    (``reference_meta["train_options"]``). Per seed and class:
+    * ``shared_found``: the part's one-to-one latent (:func:`part_assignment`) has ``|r| ≥ threshold``;
+    * ``hits_carriers``: every class made with the part loses more than ``tolerance``
+      (``change < -tolerance``) when that latent is suppressed (:func:`part_suppression`);
+    * ``spares_others``: every other class loses at most ``tolerance`` (``change ≥ -tolerance``).
 
-    * ``matches`` — the class's dominant feature, the reference's, the |cosine| of
-      their decoder columns, and whether Hungarian matching of all decoder columns
-      (:func:`match_features`) pairs them (``same_feature``); ``reference`` marks
-      the reference's own rows, which agree with themselves by construction;
-    * ``curves`` — suppression curves of the class's dominant feature
-      (:func:`~salve_utils.editing.feature_curves`), with a ``seed`` column;
-    * ``alpha_medians`` — the median numerical α_crit (normalised strength) over the
-      class's validation images that need an edit (α_crit > 0; see
-      :func:`~salve_utils.editing.alpha_crit_summary`).
+    Returns
+    -------
+    dict with ``shared_part, feature, abs_corr, shared_found, hits_carriers, spares_others``,
+    ``carriers`` / ``others`` (class -> change) and ``threshold, tolerance``.
 
-    ``rank_agreement`` is the mean Spearman correlation, over the other seeds, of
-    the per-class medians with the reference's (the fragile-to-redundant order);
-    NaN with a single seed.
+    Examples
+    --------
+    >>> rec = pd.DataFrame({"part": ["t"], "feature": [3], "corr": [-0.8], "abs_corr": [0.8]})
+    >>> eff = pd.DataFrame({"part": "t", "class": ["a", "b", "c"], "carries": [True, True, False],
+    ...                     "change": [-0.9, -0.2, -0.01]})
+    >>> answer = shared_part_answer(rec, eff, "t")
+    >>> answer["shared_found"], answer["hits_carriers"], answer["spares_others"]
+    (True, True, True)
     """
-    from scipy.stats import spearmanr
-    from tqdm.auto import tqdm
-
-    from .editing import alpha_crit_summary, alpha_crit_table, feature_curves
-    from .sae import train_sae
-
-    if n_seeds < 1:
-        raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
-    options = {k: v for k, v in reference_meta["train_options"].items() if k != "seed"}
-    ref_seed = int(reference_meta["seed"])
-    seeds = [ref_seed] + [s for s in range(n_seeds + 1) if s != ref_seed][: n_seeds - 1]
-    classes = list(acts.classes)
-
-    def dominant(sae: SparseAutoencoder) -> dict[str, int]:
-        with torch.no_grad():
-            mu = class_mean_latents(sae.encode(acts.train), acts.train_labels, len(classes))
-        top = dominant_features(mu, top=1, classes=classes)
-        return dict(zip(top["class"], top["feature"].astype(int)))
-
-    ref_dom = dominant(reference)
-    curves, matches, medians = [], [], []
-    for seed in tqdm(seeds, desc="SAE seeds", disable=not progress):
-        sae = reference if seed == ref_seed else train_sae(acts.train, reference.d_latent, reference_meta["l1"],
-                                                           seed=seed, **{**options, "progress": False})[0]
-        dom = dominant(sae)
-        matched = match_features(reference, sae)
-        pairs = matched.set_index("feature_a")["feature_b"]
-        cosine = _decoder_cosines(reference, sae)
-        for cls in classes:
-            matches.append({"seed": seed, "class": cls, "feature": dom[cls], "ref_feature": ref_dom[cls],
-                            "cosine": float(cosine[ref_dom[cls], dom[cls]].abs()),
-                            "same_feature": bool(pairs.get(ref_dom[cls], -1) == dom[cls]),
-                            "reference": seed == ref_seed})
-        summary = alpha_crit_summary(alpha_crit_table(acts, sae, dom))
-        medians.append(summary[["class", "feature", "median_numerical", "frac_zero", "frac_never"]]
-                       .rename(columns={"median_numerical": "median_strength"}).assign(seed=seed))
-        roles = {f"dominant:{c}": f for c, f in dom.items()}
-        curves.append(feature_curves(acts, sae, roles, strengths, "suppress").assign(seed=seed))
-    medians_df = pd.concat(medians, ignore_index=True)
-    by_seed = medians_df.pivot(index="class", columns="seed", values="median_strength").loc[classes]
-    rhos = [spearmanr(by_seed[ref_seed], by_seed[s], nan_policy="omit").statistic for s in seeds[1:]]
-    return {"curves": pd.concat(curves, ignore_index=True), "matches": pd.DataFrame(matches),
-            "alpha_medians": medians_df, "rank_agreement": float(np.nanmean(rhos)) if rhos else float("nan")}
-
-
-def seed_spread(alpha_medians: pd.DataFrame) -> pd.DataFrame:
-    """Per class: mean, sd and coefficient of variation (sd / mean) of the per-seed median α_crit.
-
-    The CV is NaN where the mean is not positive (no finite, positive threshold).
-    """
-    g = alpha_medians.groupby("class")["median_strength"]
-    out = pd.DataFrame({"mean": g.mean(), "sd": g.std()})
-    out["cv"] = (out["sd"] / out["mean"]).where(out["mean"] > 0)
-    return out
+    if not 0 < threshold <= 1 or not 0 <= tolerance < 1:
+        raise ValueError(f"need 0 < threshold <= 1 and 0 <= tolerance < 1, got {threshold!r}, {tolerance!r}")
+    matched = recovery.set_index("part")
+    if part not in matched.index:
+        raise ValueError(f"part {part!r} is not in the recovery table (parts: {list(matched.index)})")
+    row = matched.loc[part]
+    own = effect[effect["part"] == part]
+    carriers = own[own["carries"]].set_index("class")["change"]
+    others = own[~own["carries"]].set_index("class")["change"]
+    found = bool(row["feature"] >= 0 and row["abs_corr"] >= threshold)
+    return {"shared_part": part, "feature": int(row["feature"]),
+            "abs_corr": None if pd.isna(row["abs_corr"]) else float(row["abs_corr"]),
+            "shared_found": found,
+            "hits_carriers": bool(len(carriers) and (carriers < -tolerance).all()),
+            "spares_others": bool(len(own) and (others >= -tolerance).all()),
+            "carriers": {str(k): float(v) for k, v in carriers.items()},
+            "others": {str(k): float(v) for k, v in others.items()},
+            "threshold": float(threshold), "tolerance": float(tolerance)}

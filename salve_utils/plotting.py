@@ -37,6 +37,7 @@ __all__ = [
     "seed_alpha_plot",
     "seed_band_plot",
     "seed_match_plot",
+    "seed_outcome_plot",
     "set_style",
     "sharing_by_edition",
     "sharing_plot",
@@ -573,37 +574,64 @@ def tower_plot(curves: pd.DataFrame, followed: Sequence[str], palette: dict, fea
     return fig
 
 
-def seed_match_plot(matches: pd.DataFrame, palette: dict):
-    """Per class, the decoder cosine of each seed's dominant feature to the reference's."""
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    sns.stripplot(data=matches, x="class", y="cosine", hue="class", palette=palette, ax=ax, legend=False, size=5)
-    ax.set(ylim=(min(0.0, float(matches["cosine"].min()) - 0.05), 1.02), xlabel="",
-           ylabel="|cos| to reference", title="dominant features across seeds")
-    ax.tick_params(axis="x", rotation=30)
+def seed_match_plot(matches: pd.DataFrame, palette: dict, abs_baseline: float | None = None):
+    """Per class, three cosines of each seed's dominant feature to the reference's: decoder, |c| and function.
+
+    ``matches`` is the ``seed_matches`` table (:func:`salve_utils.seeds.seed_study`);
+    ``abs_baseline`` (dashed) is what unrelated latents score on the |c| cosine.
+    """
+    panels = (("cosine", "decoder |cos|"), ("abs_cosine", "|c| cosine (what the edit uses)"),
+              ("function_cosine", "function cosine"))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), sharey=True)
+    for ax, (column, title) in zip(axes, panels):
+        sns.stripplot(data=matches, x="class", y=column, hue="class", palette=palette, ax=ax, legend=False, size=4)
+        if column == "abs_cosine" and abs_baseline is not None and np.isfinite(abs_baseline):
+            ax.axhline(abs_baseline, color="grey", ls="--", lw=1, label="unrelated latents (median)")
+            ax.legend(loc="lower left", fontsize=7)
+        ax.set(xlabel="", ylabel="cosine to reference", title=title)
+        ax.tick_params(axis="x", rotation=90, labelsize=7)
+    low = float(np.nanmin(matches[[c for c, _ in panels]].to_numpy())) if len(matches) else 0.0
+    axes[0].set_ylim(min(0.0, low - 0.05), 1.05)
     fig.tight_layout()
     return fig
 
 
-def seed_band_plot(curves: pd.DataFrame, palette: dict, ncols: int = 5):
-    """Per class, target and mean-other accuracy over seeds (mean ± sd) as the dominant feature is suppressed."""
-    rows = []
-    for (seed, role), sub in curves[curves["direction"] == "suppress"].groupby(["seed", "feature_role"]):
-        target = _role_target(role)
-        t = sub[sub["class"] == target][["strength", "accuracy"]].assign(kind="target")
-        o = sub[sub["class"] != target].groupby("strength", as_index=False)["accuracy"].mean().assign(kind="others")
-        rows.append(pd.concat([t, o]).assign(seed=seed, target=target))
-    data = pd.concat(rows)
-    targets = list(dict.fromkeys(data["target"]))
+def seed_outcome_plot(outcomes: pd.DataFrame, target_accuracy: float):
+    """Seeds x classes: the first normalised strength at which a class falls to ``target_accuracy``.
+
+    ``outcomes`` is the ``seed_outcomes`` table; empty (grey, "–") cells are seeds
+    whose sweep never brings the class there.
+    """
+    strength = outcomes.pivot(index="seed", columns="class", values="strength")
+    fig, ax = plt.subplots(figsize=(min(16, 0.7 * strength.shape[1] + 2.5), 0.35 * len(strength) + 1.8))
+    ax.set_facecolor("0.85")
+    sns.heatmap(strength, annot=strength.shape[1] <= 20, fmt=".2g", cmap="viridis", ax=ax,
+                cbar_kws={"label": "strength reaching the target"}, annot_kws={"fontsize": 7})
+    ax.grid(False)
+    for i, j in zip(*np.nonzero(strength.isna().to_numpy())):
+        ax.text(j + 0.5, i + 0.5, "–", ha="center", va="center", fontsize=8, color="0.3")
+    ax.set(xlabel="", ylabel="autoencoder seed",
+           title=f"suppressing each class's own dominant feature: where it falls to ≤ {target_accuracy:.0%}")
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def seed_band_plot(bands: pd.DataFrame, palette: dict, ncols: int = 5):
+    """Per class, target and mean-other accuracy over seeds (mean ± sd) as the dominant feature is suppressed.
+
+    ``bands`` is :func:`salve_utils.seeds.curve_bands` (``target, kind, strength, mean, sd``).
+    """
+    targets = list(dict.fromkeys(bands["target"]))
     nrows = int(np.ceil(len(targets) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.3 * nrows), sharex=True, sharey=True,
                              squeeze=False)
     for ax, target in zip(axes.flat, targets):
         for kind, colour in (("target", palette.get(target)), ("others", "grey")):
-            s = data[(data["target"] == target) & (data["kind"] == kind)].groupby("strength")["accuracy"]
-            mean, sd = s.mean(), s.std().fillna(0)
-            ax.plot(mean.index, mean, color=colour, lw=2 if kind == "target" else 1.5,
+            b = bands[(bands["target"] == target) & (bands["kind"] == kind)].sort_values("strength")
+            ax.plot(b["strength"], b["mean"], color=colour, lw=2 if kind == "target" else 1.5,
                     ls="-" if kind == "target" else "--")
-            ax.fill_between(mean.index, mean - sd, mean + sd, color=colour, alpha=0.25)
+            ax.fill_between(b["strength"], b["mean"] - b["sd"], b["mean"] + b["sd"], color=colour, alpha=0.25)
         ax.set_title(target, fontsize=9, color=palette.get(target))
         ax.set_ylim(-0.02, 1.02)
     for ax in axes.flat[len(targets):]:
@@ -614,30 +642,50 @@ def seed_band_plot(curves: pd.DataFrame, palette: dict, ncols: int = 5):
     return fig
 
 
-def seed_alpha_plot(spread: pd.DataFrame, palette: dict):
-    """Per class, the median α_crit (strength) of every seed."""
-    order = spread.groupby("class")["median_strength"].median().sort_values().index
-    fig, ax = plt.subplots(figsize=(9, 3.4))
-    sns.stripplot(data=spread, x="class", y="median_strength", hue="class", palette=palette, order=order, ax=ax,
-                  legend=False, size=6)
+def seed_alpha_plot(spread: pd.DataFrame, palette: dict, min_images: int = 5):
+    """Per class, the median α_crit (strength, log scale) of every seed; hollow: resting on < ``min_images`` images.
+
+    ``spread`` is the ``seed_alpha_crit`` table (``class, median_strength, n_finite``);
+    each tick label carries the median number of images behind a class's medians.
+    """
+    data = spread[np.isfinite(spread["median_strength"]) & (spread["median_strength"] > 0)]
+    order = list(data.groupby("class")["median_strength"].median().sort_values().index)
+    x = {c: i for i, c in enumerate(order)}
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(data))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 2), 3.6))
+    for (cls, value, n), dx in zip(data[["class", "median_strength", "n_finite"]].itertuples(index=False), jitter):
+        colour = palette.get(cls)
+        ax.scatter(x[cls] + dx, value, s=30, edgecolors=colour, facecolors=colour if n >= min_images else "none")
+    n_images = spread.groupby("class")["n_finite"].median()
+    ax.set_xticks(range(len(order)), [f"{c}\n(n≈{n_images[c]:.0f})" for c in order], rotation=90, fontsize=7)
     ax.set(yscale="log", xlabel="", ylabel="median α_crit (strength, log)",
-           title="spread of per-class α_crit medians over seeds")
-    ax.tick_params(axis="x", rotation=30)
+           title=f"per-class α_crit medians over seeds (hollow: < {min_images} images)")
     fig.tight_layout()
     return fig
 
 
-def part_recovery_plot(corr: pd.DataFrame, recovery: pd.DataFrame):
-    """Correlation of every latent with every planted part; each part's best latent boxed."""
-    fig, ax = plt.subplots(figsize=(min(16, 0.3 * corr.shape[1] + 3), 0.4 * len(corr) + 1.5))
+def part_recovery_plot(corr: pd.DataFrame, recovery: pd.DataFrame, threshold: float | None = None):
+    """Left: correlation of every latent with every planted part, each part's assigned latent boxed.
+    Right: the |r| of each part's assigned latent, with the recovery ``threshold``."""
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(min(18, 0.3 * corr.shape[1] + 6), 0.4 * len(corr) + 1.5),
+                                   gridspec_kw={"width_ratios": [4, 1]})
     sns.heatmap(corr, cmap="RdBu_r", center=0, vmin=-1, vmax=1, ax=ax, cbar_kws={"label": "Pearson r"})
     cols = [str(c) for c in corr.columns]
+    matched = recovery.set_index("part")
     for i, part in enumerate(corr.index):
-        feat = recovery.set_index("part").loc[part, "feature"]
-        if feat < 0:  # a part that never (or always) occurs has no best latent
+        feat = matched.loc[part, "feature"]
+        if feat < 0:  # a part that never (or always) occurs has no latent
             continue
         ax.add_patch(plt.Rectangle((cols.index(str(feat)), i), 1, 1, fill=False, lw=2, ec="black"))
     ax.set(xlabel="latent", ylabel="planted part", title="which latent tracks which part")
     ax.tick_params(axis="x", labelsize=6)
+    values = matched.loc[list(corr.index), "abs_corr"].fillna(0)
+    ok = values >= threshold if threshold is not None else pd.Series(True, index=values.index)
+    bars.barh(range(len(values)), values, color=np.where(ok, "tab:green", "tab:red"))
+    bars.set_yticks(range(len(values)), list(values.index))
+    bars.invert_yaxis()
+    if threshold is not None:
+        bars.axvline(threshold, color="black", ls="--", lw=1)
+    bars.set(xlim=(0, 1), xlabel="|r| of the assigned latent", title="one-to-one match")
     fig.tight_layout()
     return fig

@@ -1,4 +1,4 @@
-"""Tests of salve_utils.features: class means, dominant/shared features, matching, part recovery."""
+"""Tests of salve_utils.features: class means, dominant/shared features, part recovery."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import torch
 from salve_utils.features import (
     class_mean_latents,
     dominant_features,
-    match_features,
     part_recovery,
     shared_features,
 )
-from salve_utils.sae import SparseAutoencoder
 
 
 def test_class_mean_latents_matches_loops_and_marks_empty_classes():
@@ -79,41 +77,6 @@ def test_shared_features_rejects_unknown_classes():
         shared_features(mu, [0, 5])
     with pytest.raises(ValueError, match="class_names"):
         shared_features(mu, ["a"])
-
-
-def test_match_features_recovers_a_permutation_with_sign_flips():
-    torch.manual_seed(2)
-    d = torch.randn(32, 6)
-    perm = torch.tensor([3, 0, 5, 1, 4, 2])
-    sign = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, 1.0])
-    other = d[:, perm] * sign * 2.0 + 0.01 * torch.randn(32, 6)  # scale does not matter
-    df = match_features(d, other)
-    inverse = torch.argsort(perm)
-    assert df["feature_a"].tolist() == list(range(6))
-    assert df["feature_b"].tolist() == inverse.tolist()
-    assert (df["cosine"].abs() > 0.99).all()
-    assert (df["cosine"] < 0).sum() == 2
-    sae = SparseAutoencoder(32, 6)
-    with torch.no_grad():
-        sae.decoder.weight.copy_(d)
-    assert match_features(sae, d)["feature_b"].tolist() == list(range(6))
-    with pytest.raises(ValueError, match="decoder_b"):
-        match_features(d, torch.randn(31, 6))
-
-
-def test_match_features_beats_greedy_on_a_crafted_case():
-    # greedy on |cos| would pair a0-b0 (0.6) and leave a1-b1 (0.0): total 0.6; optimal is 0.5 + 0.55
-    cos = torch.tensor([[0.6, 0.5], [0.55, 0.0]])
-    # build unit columns with these cosines: a = identity basis, b columns = cos columns (completed)
-    a = torch.eye(4)[:, :2]
-    b = torch.zeros(4, 2)
-    b[:2] = cos
-    b[2, 0] = (1 - (cos[:, 0] ** 2).sum()).clamp_min(0).sqrt()
-    b[3, 1] = (1 - (cos[:, 1] ** 2).sum()).clamp_min(0).sqrt()
-    assert torch.allclose(b.norm(dim=0), torch.ones(2))
-    df = match_features(a, b)
-    assert df["feature_b"].tolist() == [1, 0]
-    assert df["cosine"].tolist() == pytest.approx([0.5, 0.55])
 
 
 def test_part_recovery_finds_planted_latents():

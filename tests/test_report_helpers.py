@@ -1,4 +1,4 @@
-"""Report-level helpers: curves on a strength grid, operating points, α_crit summaries, baselines, seeds."""
+"""Report-level helpers: curves on a strength grid, operating points, α_crit summaries, baselines."""
 
 from __future__ import annotations
 
@@ -115,18 +115,6 @@ def test_compare_methods_scores_salve_and_the_baselines(toy) -> None:
     assert zero["target_acc_after"] <= scores.iloc[0]["target_acc_before"]
 
 
-def test_seed_study_includes_the_reference_and_compares_the_others(toy) -> None:
-    acts, ae = toy
-    meta = {"seed": 0, "l1": 1e-3, "train_options": {"epochs": 30, "seed": 0, "device": "cpu"}}
-    study = features.seed_study(acts, ae, meta, n_seeds=2, strengths=[0.0, 1.0], progress=False)
-    assert sorted(study["matches"]["seed"].unique()) == [0, 1]
-    ref = study["matches"][study["matches"]["reference"]]
-    assert (ref["cosine"] > 0.999).all()  # the reference agrees with itself
-    assert set(study["curves"]["seed"]) == {0, 1} and not math.isnan(study["rank_agreement"])
-    spread = features.seed_spread(study["alpha_medians"])
-    assert set(spread.index) == {"a", "b", "c"}
-
-
 # --------------------------------------------------------------------------- editions
 
 
@@ -149,6 +137,10 @@ def test_part_suppression_marks_the_carriers(toy) -> None:
     effect = features.part_suppression(acts, ae, assignment, {"a": ("p",), "b": ("q",)}, strength=1.0)
     assert set(effect["part"]) == {"p"}  # a part without a latent is not suppressed
     assert effect.set_index("class")["carries"].to_dict() == {"a": True, "b": False, "c": False}
+    assert (effect["strength"] == 1.0).all() and effect["class"].tolist() == ["a", "b", "c"]
+    assert ((effect["after_lo"] <= effect["after"]) & (effect["after"] <= effect["after_hi"])).all()
+    with pytest.raises(ValueError, match="no part a latent"):
+        features.part_suppression(acts, ae, assignment.iloc[1:], {}, strength=1.0)
 
 
 def _claims(verdicts: dict[str, str]) -> pd.DataFrame:
