@@ -7,11 +7,18 @@ One module per stage of the method (Flovik, ICLR 2026):
 ``models``         ResNet-18 / ViT backbones, training, evaluation
 ``activations``    a(x), the input of the final linear layer, cached
 ``sae``            the sparse autoencoder  L = ||A - Â||² + λ||Z||₁
-``features``       class-mean latents μ_k, dominant and shared features
+``features``       class-mean latents μ_k, dominant and shared features, the Tower
 ``gradfam``        Grad-FAM heatmaps (Grad-CAM with an SAE latent as target)
 ``actmax``         activation-maximisation images of a latent
-``editing``        the permanent weight edit and α_crit
-``baselines``      activation steering, a ROME-style edit, scores
+``editing``        the permanent weight edit and its accuracy curves
+``alpha``          α_crit: analytic, exact (logit zero, decision flip), empirical
+``baselines``      SALVE, steering, a ROME-style edit, zero row at matched efficacy
+``nulls``          null edits: permuted |c|, the uniform direction, other features
+``seeds``          robustness over autoencoder seeds
+``stats``          bootstrap intervals of accuracies
+``verdicts``       the rulebook: thresholds and rules for every verdict
+``claims``         each claim of the paper judged on one edition's tables
+``report``         the editions side by side
 ``plotting``       figures with consistent class colours
 ``pipeline``       the papermill runner that builds the book
 =================  ===========================================================

@@ -336,33 +336,30 @@ def within_gain(th: Thresholds) -> float:
 
 
 def judge_alpha(m: Measured, th: Thresholds) -> Verdict:
-    """Empirical (strength grid + bisection through the real model) against numerical α_crit, for the logit-zero
-    and the decision-flip threshold, and the share of images on which the linear formula is exact."""
-    table = m.table("alpha_crit")
-    if table is None:
-        return _missing("alpha_crit")
-    reach = table[np.isfinite(table["numerical"]) & (table["numerical"] > 0)]
-    exact = np.isclose(reach["analytic"], reach["numerical"], rtol=1e-4, atol=0) & np.isfinite(reach["analytic"])
-    frac_exact = float(exact.mean()) if len(reach) else float("nan")
-    parts, agree = [], []
-    for name, exact_col, emp_col in (("logit-zero", "numerical", "empirical"), ("flip", "flip", "empirical_flip")):
-        if emp_col not in table:
-            continue
-        both = table[np.isfinite(table[exact_col]) & np.isfinite(table[emp_col]) & (table[exact_col] > 0)]
-        if not len(both):
-            parts.append(f"{name}: no image with both values finite")
-            agree.append(float("nan"))
-            continue
-        rel = float(np.median(np.abs(both[emp_col] - both[exact_col]) / both[exact_col]))
-        agree.append(rel)
-        parts.append(f"{name}: empirical vs numerical median relative difference {rel:.1e} over {len(both)} images")
-    n_inf = int((~np.isfinite(table["numerical"])).sum())
-    text = (f"the linear formula is exact for {frac_exact:.0%} of the {len(reach)} images whose logit reaches zero "
-            f"({n_inf} of {len(table)} images never reach it); " + "; ".join(parts))
-    if not agree or not all(np.isfinite(agree)):
+    """Empirical (a strength grid through the real edited model, then bisection inside the bracketing cell)
+    against numerical α_crit, for the logit-zero and the decision-flip threshold; and the share of images on
+    which the linear (analytic) formula is exact. Read from the α_crit chapter's record."""
+    agree = m.record("alpha_crit").get("agreement")
+    if not agree:
+        return _missing("the α_crit record")
+    rec = m.record("alpha_crit")
+    parts, ok = [], []
+    for name, suffix in (("logit-zero", ""), ("flip", "_flip")):
+        n, bad = int(agree.get(f"n_compared{suffix}", 0)), int(agree.get(f"n_mismatch{suffix}", 0))
+        rel = float(agree.get(f"median_rel_diff{suffix}", float("nan")))
+        ok.append(n > 0 and bad == 0 and rel <= th.agreement)
+        parts.append(f"{name}: empirical vs numerical median relative difference {rel:.1e} over {n} images "
+                     f"({bad} disagree)" if n else f"{name}: no image compared")
+    exact = float(agree["frac_exact"])
+    text = (f"the linear formula is exact for {exact:.0%} of the {agree['n_finite']} images whose logit reaches "
+            f"zero; " + "; ".join(parts))
+    if "spearman_flip" in rec:
+        text += (f"; rank correlation of the class medians with how suppressible the class is: flip "
+                 f"{rec['spearman_flip']:+.2f} (n = {rec['n_flip']}), logit zero {rec['spearman_zero']:+.2f} "
+                 f"(n = {rec['n_zero']})")
+    if not any(int(agree.get(f"n_compared{x}", 0)) for x in ("", "_flip")):
         return Verdict("inconclusive", text)
-    agreeing = all(a <= th.agreement for a in agree)
-    kind = "holds" if agreeing and frac_exact >= th.exact_share else "partly" if agreeing else "does not hold"
+    kind = "holds" if all(ok) and exact >= th.exact_share else "partly" if all(ok) else "does not hold"
     return Verdict(kind, text)
 
 

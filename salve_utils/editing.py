@@ -422,18 +422,3 @@ def permanence_check(model: SalveNet, sae: SparseAutoencoder, feature: int, stre
            "hooks": hooks, "bytes": size, "n_images": len(images), "alpha": alpha}
     assert out["max_abs_diff"] <= tolerance and out["max_abs_diff_formula"] <= tolerance and hooks == 0, out
     return out
-
-
-# Transitional: the α_crit functions moved to salve_utils.alpha. Until report.py, features.py,
-# notebooks 00/08 and tests/test_report_helpers.py import them from there, ``editing.alpha_crit``
-# etc. still resolve (lazily: alpha imports editing, so a top-level import would be a cycle).
-_MOVED_TO_ALPHA = ("ALPHA_CRIT_METHODS", "alpha_crit", "alpha_crit_agreement", "alpha_crit_summary",
-                   "alpha_crit_table", "empirical_alpha_crit")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_ALPHA:
-        from . import alpha
-
-        return getattr(alpha, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,8 @@ import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .editing import accuracy_change, alpha_crit_table, feature_curves, operating_points
+from .alpha import alpha_crit_table
+from .editing import accuracy_change, feature_curves, operating_points
 from .features import class_mean_latents, dominant_features
 from .sae import SparseAutoencoder, train_sae
 

@@ -133,20 +133,20 @@ def test_tower_claims_hold_only_when_the_search_passed_and_the_effect_beats_ever
     assert dict(judge_tower(_tower(True, 0.01), TH))["tower_down"].kind == "does not hold"
 
 
-def _alpha(empirical_error: float, exact: bool) -> Measured:
-    numerical = np.array([1.0, 2.0, 3.0, 4.0, np.inf])
-    analytic = numerical if exact else numerical * 0.5
-    table = pd.DataFrame({"class": "a", "feature": 0, "sample": range(5), "analytic": analytic,
-                          "numerical": numerical, "flip": numerical / 2, "max_abs_c": 1.0,
-                          "empirical": numerical * (1 + empirical_error),
-                          "empirical_flip": numerical / 2 * (1 + empirical_error)})
-    return Measured({"alpha_crit": table})
+def _alpha(error: float, exact: bool, mismatch: int = 0) -> Measured:
+    agreement = {"frac_exact": 0.95 if exact else 0.02, "n_finite": 100, "n_compared": 40, "n_mismatch": mismatch,
+                 "median_rel_diff": error, "n_compared_flip": 90, "n_mismatch_flip": 0,
+                 "median_rel_diff_flip": error}
+    return Measured(records={"alpha_crit": {"agreement": agreement, "spearman_flip": 0.9, "n_flip": 9,
+                                            "spearman_zero": 0.0, "n_zero": 8}})
 
 
-@pytest.mark.parametrize("error, exact, kind", [(1e-5, True, "holds"), (1e-5, False, "partly"),
-                                                (0.1, True, "does not hold")])
-def test_alpha_judges_agreement_of_independent_estimates_and_exactness(error, exact, kind) -> None:
-    assert judge_alpha(_alpha(error, exact), TH).kind == kind
+@pytest.mark.parametrize("error, exact, mismatch, kind", [
+    (1e-5, True, 0, "holds"), (1e-5, False, 0, "partly"), (0.1, True, 0, "does not hold"),
+    (1e-5, True, 2, "does not hold"),  # two images where the real model's threshold is not the computed one
+])
+def test_alpha_judges_agreement_of_independent_estimates_and_exactness(error, exact, mismatch, kind) -> None:
+    assert judge_alpha(_alpha(error, exact, mismatch), TH).kind == kind
 
 
 @pytest.mark.parametrize("flips, kind", [(0, "holds"), (1, "partly"), (3, "does not hold")])
