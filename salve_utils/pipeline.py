@@ -1078,7 +1078,9 @@ class NodeContext:
         if current.is_file():
             old = pd.read_csv(current)
             if "node" in old.columns:
-                df = pd.concat([old[old["node"] != self.node], df], ignore_index=True)
+                kept = old[old["node"] != self.node]
+                columns = list(df.columns) + [c for c in kept.columns if c not in df.columns]
+                df = pd.concat([kept, df], ignore_index=True)[columns]  # the writer's column order
                 df = df.sort_values("node", kind="stable", ignore_index=True)
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")
