@@ -357,21 +357,21 @@ def latent_effects(acts: "Activations", sae: SparseAutoencoder, strength: float,
     DataFrame ``feature, class, strength, before, after, n, change, change_lo, change_hi``,
     sorted by class, then feature.
     """
-    from .editing import accuracy_change, feature_curves
+    from .editing import feature_curves
     from .stats import accuracy_interval
 
     for c in classes:
         acts.class_index(c)  # unknown names fail here, listing the valid ones
+    unedited = feature_curves(acts, sae, {"none": 0}, [0.0], direction).set_index("class")  # s = 0: no edit
     roles = {str(l): l for l in range(sae.d_latent)}
-    curves = feature_curves(acts, sae, roles, [0.0, float(strength)], direction)
-    n = curves.drop_duplicates("class").set_index("class")["n"]
-    change = accuracy_change(curves, at_strength=float(strength))
-    change = change[change["class"].isin(classes)].assign(feature=lambda d: d["feature_role"].astype(int))
-    change["n"] = change["class"].map(n).astype(int)
-    lo, hi = accuracy_interval(change["after"].to_numpy(), change["n"].to_numpy(), level)
-    change["change_lo"], change["change_hi"] = lo - change["before"], hi - change["before"]
-    change = change.sort_values(["class", "feature"], ignore_index=True)
-    return change[["feature", "class", "strength", "before", "after", "n", "change", "change_lo", "change_hi"]]
+    edited = feature_curves(acts, sae, roles, [float(strength)], direction)
+    out = edited[edited["class"].isin(list(classes))].rename(columns={"accuracy": "after"})
+    out = out.assign(feature=out["feature"].astype(int), before=out["class"].map(unedited["accuracy"]))
+    out["change"] = out["after"] - out["before"]
+    lo, hi = accuracy_interval(out["after"].to_numpy(), out["n"].to_numpy(), level)
+    out["change_lo"], out["change_hi"] = lo - out["before"], hi - out["before"]
+    out = out.sort_values(["class", "feature"], ignore_index=True)
+    return out[["feature", "class", "strength", "before", "after", "n", "change", "change_lo", "change_hi"]]
 
 
 def effect_rank(effects: pd.DataFrame, feature: int) -> pd.DataFrame:
