@@ -13,6 +13,7 @@ latents, so features are ranked by ``|μ_k,l|``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -36,6 +37,12 @@ __all__ = [
     "part_correlations",
     "part_recovery",
     "shared_features",
+    "standardised_means",
+    "latent_effects",
+    "latent_pair_null",
+    "effect_rank",
+    "tower_search",
+    "TowerSearch",
 ]
 
 
@@ -114,7 +121,7 @@ def _class_index(c: int | str, names: list | None, count: int) -> int:
 
 
 def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names: Sequence[str] | None = None,
-                    exclude_own_top: bool = True, top: int = 5) -> pd.DataFrame:
+                    exclude_own_top: bool = True, top: int = 5, same_sign: bool = True) -> pd.DataFrame:
     """Features strong in *all* the given classes: the paper's "Tower" shared by church and gas pump.
 
     Each class's ``|μ_k|`` is normalised by its own largest entry, and a feature's
@@ -122,9 +129,12 @@ def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names:
 
         score_l = min_{k in G} |μ_k,l| / max_l' |μ_k,l'|
 
-    With ``exclude_own_top``, each given class's own dominant feature ``l*_k`` is
-    left out, so that the result is a feature the classes *share* rather than
-    one class's identity.
+    With ``same_sign`` only features whose class means share one sign over G are
+    candidates (a latent positive for one class and negative for the other is
+    evidence *for* one and *against* the other, not a shared feature). With
+    ``exclude_own_top``, each given class's own dominant feature ``l*_k`` is left
+    out, so that the result is a feature the classes *share* rather than one
+    class's identity. This ranking has no null: :func:`tower_search` adds one.
 
     Parameters
     ----------
@@ -133,16 +143,20 @@ def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names:
     class_names : names of all K classes
     exclude_own_top : drop each given class's top feature
     top : rows to return
+    same_sign : keep only features with one sign of μ over G
 
     Returns
     -------
-    DataFrame with ``rank, feature, score`` and one ``mu_<class>`` column (signed μ) per given class.
+    DataFrame with ``rank, feature, score`` and one ``mu_<class>`` column (signed μ) per given class
+    (fewer than ``top`` rows, possibly none, when fewer features qualify).
 
     Examples
     --------
-    >>> mu = torch.tensor([[5.0, 0.0, 3.0], [0.0, 4.0, 2.0]])
+    >>> mu = torch.tensor([[5.0, 0.0, 3.0, -4.0], [0.0, 4.0, 2.0, 3.5]])
     >>> shared_features(mu, ["church", "pump"], ["church", "pump"], top=1)["feature"].tolist()
     [2]
+    >>> shared_features(mu, ["church", "pump"], ["church", "pump"], top=1, same_sign=False)["feature"].tolist()
+    [3]
     """
     mu = _check_mu(mu).detach().cpu().double()
     names = _check_names(class_names, mu.shape[0], "class_names")
@@ -153,6 +167,9 @@ def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names:
     idx = [_class_index(c, names, mu.shape[0]) for c in classes]
     strength = mu[idx].abs()
     score = (strength / strength.amax(1, keepdim=True)).amin(0)
+    if same_sign:
+        signs = torch.sign(mu[idx])
+        score[~((signs == signs[0]).all(0) & (signs[0] != 0))] = -torch.inf
     if exclude_own_top:
         score[strength.argmax(1)] = -torch.inf
     order = [l for l in score.argsort(descending=True).tolist() if score[l] > -torch.inf][:top]
@@ -163,6 +180,226 @@ def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names:
         rows.append(row)
     columns = ["rank", "feature", "score"] + [f"mu_{names[k] if names else k}" for k in idx]
     return pd.DataFrame(rows, columns=columns)
+
+
+def standardised_means(z: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """Class means against the typical class, in units of each latent's spread, shape (K, d)::
+
+        μ̃_k,l = (μ_k,l - median_k' μ_k',l) / σ_l
+
+    with ``σ_l`` the standard deviation of latent ``l`` over all N samples. Centring
+    on the *median class* removes what every class shares (the autoencoder's bias:
+    a latent large for every image is not shared by two classes in particular)
+    without the artefact of centring on the overall mean, which would make a latent
+    of one class look like a shared *absence* for all the others. The scaling puts
+    latents on one scale, so that the strength of latent ``l1`` in one class can be
+    compared with that of ``l2`` in another (the null of :func:`tower_search` does
+    exactly that). A latent that never varies gets 0.
+
+    Examples
+    --------
+    >>> z = torch.tensor([[0.0, 5.0], [0.0, 5.0], [1.0, 5.0], [1.0, 5.0], [2.0, 5.0], [2.0, 5.0]])
+    >>> standardised_means(z, torch.tensor([0, 0, 1, 1, 2, 2])).round(decimals=3).tolist()
+    [[-1.118, 0.0], [0.0, 0.0], [1.118, 0.0]]
+    """
+    zd = z.detach().double()
+    mu = class_mean_latents(zd, labels, num_classes)
+    sd = zd.std(0)
+    centre = mu.nanquantile(0.5, dim=0)
+    return torch.where(sd > 0, (mu - centre) / sd.clamp_min(1e-300), torch.zeros_like(mu))
+
+
+def _derangements(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` uniform random permutations of ``range(size)`` without fixed points, shape (n, size)."""
+    out = []
+    while sum(len(o) for o in out) < n:
+        perms = np.argsort(rng.random((2 * n + 8, size)), axis=1)
+        out.append(perms[(perms != np.arange(size)).all(1)])
+    return np.concatenate(out)[:n]
+
+
+def _pair_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``min(|a|, |b|)`` where ``a`` and ``b`` have one (non-zero) sign, else 0 (elementwise)."""
+    return np.where(np.sign(a) * np.sign(b) > 0, np.minimum(np.abs(a), np.abs(b)), 0.0)
+
+
+def latent_pair_null(a: np.ndarray, b: np.ndarray, n_null: int = 2000, seed: int = 0) -> np.ndarray:
+    """The best same-sign score when class a's latents are paired with *other* latents of class b.
+
+    Each draw takes a uniform random derangement π of the latents (``π(l) ≠ l``)
+    and returns ``T* = max_l s(a_l, b_π(l))`` with ``s(x, y) = min(|x|, |y|)`` if
+    ``x`` and ``y`` have one sign, else 0 -- the statistic :func:`tower_search`
+    maximises over true pairs ``(a_l, b_l)``. If the two classes shared no latent,
+    which latent of b stands next to a given latent of a would not matter, and the
+    true pairing would look like one of these draws.
+
+    Examples
+    --------
+    >>> null = latent_pair_null(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]), n_null=500)
+    >>> float(null.max()) <= 2.0  # a derangement never pairs 3 with 3
+    True
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) < 2:
+        raise ValueError(f"a and b must be 1-d of one length >= 2, got shapes {a.shape} and {b.shape}")
+    if not isinstance(n_null, int) or n_null < 1:
+        raise ValueError(f"n_null must be a positive int, got {n_null!r}")
+    perms = _derangements(n_null, len(a), np.random.default_rng(seed))
+    return _pair_scores(a[None, :], b[perms]).max(1)
+
+
+@dataclass(frozen=True)
+class TowerSearch:
+    """The result of :func:`tower_search`.
+
+    Attributes
+    ----------
+    table : one row per candidate latent: ``feature, mu_a, mu_b, same_sign, score, p_value, passes``
+    feature : the best same-sign candidate (the best by score if no latent has one sign)
+    score, same_sign, p_value, passes : that feature's row
+    null_quantile : the ``level`` quantile of the null's best score
+    null : the null draws (best score of each random pairing)
+    level : the quantile level
+    """
+
+    table: pd.DataFrame
+    feature: int
+    score: float
+    same_sign: bool
+    p_value: float
+    passes: bool
+    null_quantile: float
+    null: np.ndarray
+    level: float
+
+
+def tower_search(mu: torch.Tensor, pair: Sequence[int | str], class_names: Sequence[str] | None = None,
+                 exclude: Sequence[int] = (), n_null: int = 2000, level: float = 0.95, seed: int = 0) -> TowerSearch:
+    """Search a feature shared by two classes, and test it against random latent pairs.
+
+    With ``μ`` the (preferably standardised, :func:`standardised_means`) class means
+    of the pair (a, b), every latent l outside ``exclude`` gets::
+
+        score_l = min(|μ_a,l|, |μ_b,l|),   same_sign_l = sign(μ_a,l) = sign(μ_b,l) ≠ 0
+
+    and only same-sign latents are candidates (opposite signs are evidence for one
+    class and against the other). The observed statistic is the best candidate's
+    score, ``T = max_l score_l [same_sign_l]``. Its null (:func:`latent_pair_null`)
+    is the same maximum over random derangements of the latents, pairing
+    ``μ_a,l1`` with ``μ_b,l2`` (``l1 ≠ l2``): how strong a "shared" feature looks
+    when nothing is shared. A latent's ``p_value = (1 + #{T* ≥ score_l}) / (1 + n_null)``
+    is adjusted for the search over all latents (it is compared with the null of the
+    *maximum*); it ``passes`` when it has one sign and its score exceeds the null's
+    ``level`` quantile. Opposite-sign latents have no p-value (NaN).
+
+    Parameters
+    ----------
+    mu : (K, d) class means
+    pair : the two classes, as indices or names (names need ``class_names``)
+    class_names : names of all K classes
+    exclude : latents left out (each class's own dominant feature, as the method says)
+    n_null, seed : null draws (at least 1000) and their seed
+    level : quantile of the null that a candidate must exceed
+
+    Returns
+    -------
+    :class:`TowerSearch`; its table is sorted by score (descending), then feature.
+
+    Examples
+    --------
+    >>> mu = torch.zeros(2, 40); mu[:, :38] = torch.linspace(-0.5, 0.5, 38); mu[1, :38] = mu[1, :38].flip(0)
+    >>> mu[:, 38] = torch.tensor([3.0, 2.5]); mu[:, 39] = torch.tensor([4.0, -4.0])
+    >>> found = tower_search(mu, [0, 1])
+    >>> found.feature, found.passes, round(found.score, 2)
+    (38, True, 2.5)
+    """
+    mu = _check_mu(mu).detach().cpu().double()
+    names = _check_names(class_names, mu.shape[0], "class_names")
+    if len(pair) != 2:
+        raise ValueError(f"pair must name exactly two classes, got {list(pair)}")
+    if not isinstance(n_null, int) or n_null < 1000:
+        raise ValueError(f"n_null must be an int of at least 1000 draws, got {n_null!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    ia, ib = (_class_index(c, names, mu.shape[0]) for c in pair)
+    keep = [l for l in range(mu.shape[1]) if l not in {int(e) for e in exclude}]
+    if len(keep) < 5:  # L latents have only !L derangements (!4 = 9): too few for a null at 5%
+        raise ValueError(f"need at least five latents outside exclude={list(exclude)}, got {len(keep)}")
+    a, b = mu[ia, keep].numpy(), mu[ib, keep].numpy()
+    null = latent_pair_null(a, b, n_null, seed)
+    quantile = float(np.quantile(null, level))
+    same = np.sign(a) * np.sign(b) > 0
+    score = np.minimum(np.abs(a), np.abs(b))
+    p_value = np.where(same, (1 + (null[None, :] >= score[:, None]).sum(1)) / (1 + n_null), np.nan)
+    table = pd.DataFrame({"feature": keep, "mu_a": a, "mu_b": b, "same_sign": same, "score": score,
+                          "p_value": p_value, "passes": same & (score > quantile)})
+    table = table.sort_values(["score", "feature"], ascending=[False, True], ignore_index=True)
+    best = table[table["same_sign"]].iloc[0] if same.any() else table.iloc[0]
+    return TowerSearch(table=table, feature=int(best["feature"]), score=float(best["score"]),
+                       same_sign=bool(best["same_sign"]), p_value=float(best["p_value"]),
+                       passes=bool(best["passes"]), null_quantile=quantile, null=null, level=float(level))
+
+
+def latent_effects(acts: "Activations", sae: SparseAutoencoder, strength: float, classes: Sequence[str],
+                   direction: str = "suppress", level: float = 0.95) -> pd.DataFrame:
+    """Edit *every* latent at one normalised strength; each followed class's accuracy change with its interval.
+
+    For latent l and class k, ``change = acc_k(s) - acc_k(0)`` at normalised strength
+    ``s = α · max_j |D_j,l|``. The interval is the bootstrap interval of the edited
+    accuracy over the class's validation images
+    (:func:`~salve_utils.stats.accuracy_interval`) shifted by the unedited accuracy,
+    which is the same for every latent.
+
+    Returns
+    -------
+    DataFrame ``feature, class, strength, before, after, n, change, change_lo, change_hi``,
+    sorted by class, then feature.
+    """
+    from .editing import feature_curves
+    from .stats import accuracy_interval
+
+    for c in classes:
+        acts.class_index(c)  # unknown names fail here, listing the valid ones
+    unedited = feature_curves(acts, sae, {"none": 0}, [0.0], direction).set_index("class")  # s = 0: no edit
+    roles = {str(l): l for l in range(sae.d_latent)}
+    edited = feature_curves(acts, sae, roles, [float(strength)], direction)
+    out = edited[edited["class"].isin(list(classes))].rename(columns={"accuracy": "after"})
+    out = out.assign(feature=out["feature"].astype(int), before=out["class"].map(unedited["accuracy"]))
+    out["change"] = out["after"] - out["before"]
+    lo, hi = accuracy_interval(out["after"].to_numpy(), out["n"].to_numpy(), level)
+    out["change_lo"], out["change_hi"] = lo - out["before"], hi - out["before"]
+    out = out.sort_values(["class", "feature"], ignore_index=True)
+    return out[["feature", "class", "strength", "before", "after", "n", "change", "change_lo", "change_hi"]]
+
+
+def effect_rank(effects: pd.DataFrame, feature: int) -> pd.DataFrame:
+    """Where one latent's effect falls among every latent's effect, per class.
+
+    ``rank = 1 + #{l: change_l < change_feature}`` (1: no latent lowers the class
+    more) and ``quantile = #{l: change_l ≤ change_feature} / d`` (the share of
+    latents that lower it as much or more), over the d latents of
+    :func:`latent_effects`.
+
+    Returns
+    -------
+    DataFrame ``class, change, rank, n_features, quantile`` in the order the classes first appear.
+
+    Examples
+    --------
+    >>> eff = pd.DataFrame({"feature": [0, 1, 2, 0, 1, 2], "class": list("aaabbb"),
+    ...                     "change": [-0.5, -0.1, 0.0, 0.0, 0.1, -0.2]})
+    >>> effect_rank(eff, 0)[["class", "rank", "quantile"]].values.tolist()
+    [['a', 1, 0.3333333333333333], ['b', 2, 0.6666666666666666]]
+    """
+    rows = []
+    for cls, sub in effects.groupby("class", sort=False):
+        own = sub.loc[sub["feature"] == feature, "change"]
+        if len(own) != 1:
+            raise ValueError(f"effects must hold exactly one row of feature {feature} for class {cls!r}")
+        c = float(own.iloc[0])
+        rows.append({"class": cls, "change": c, "rank": 1 + int((sub["change"] < c).sum()),
+                     "n_features": len(sub), "quantile": float((sub["change"] <= c).mean())})
+    return pd.DataFrame(rows, columns=["class", "change", "rank", "n_features", "quantile"])
 
 
 def dominant_sharing(mu: torch.Tensor, classes: Sequence[str] | None = None,

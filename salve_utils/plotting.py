@@ -44,6 +44,7 @@ __all__ = [
     "shared_scatter",
     "small_multiples",
     "sweep_plot",
+    "tower_effects_plot",
     "tower_plot",
     "tradeoff_plot",
     "training_curves",
@@ -265,19 +266,34 @@ def ratio_histograms(table: pd.DataFrame, group: str, value: str, xlabel: str = 
     return fig
 
 
-def shared_scatter(mu: torch.Tensor, classes: Sequence[str], pair: Sequence[str], highlight: int | None = None):
-    """Each latent's normalised |μ| for two classes; features strong for both sit top-right."""
-    m = mu.detach().abs().cpu().numpy()
-    a, b = (list(classes).index(c) for c in pair)
-    xa, xb = m[a] / m[a].max(), m[b] / m[b].max()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.scatter(xa, xb, s=14, color="grey", alpha=0.7)
-    for l in np.argsort(-np.minimum(xa, xb))[:5]:
-        ax.annotate(f"z{l}", (xa[l], xb[l]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+def shared_scatter(search: pd.DataFrame, pair: Sequence[str], null_quantile: float, highlight: int | None = None):
+    """Every candidate latent placed by its two standardised class means (a row of a Tower search table).
+
+    Latents that both classes use in one direction lie in the upper-right or
+    lower-left quadrant; the shaded corners are where both ``|μ̃|`` exceed the
+    null's quantile, i.e. where a candidate would pass. ``search`` has the columns
+    of :func:`~salve_utils.features.tower_search`'s table (``feature, mu_a, mu_b``).
+    """
+    fig, ax = plt.subplots(figsize=(5.0, 4.6))
+    xa, xb = search["mu_a"].to_numpy(), search["mu_b"].to_numpy()
+    lim = 1.1 * max(float(np.abs(np.r_[xa, xb]).max()), null_quantile) + 0.05
+    q = null_quantile
+    for sx in (1, -1):  # the two same-sign corners beyond the null's quantile
+        ax.fill_between([sx * q, sx * lim], sx * q, sx * lim, color="tab:green", alpha=0.12, lw=0)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.axvline(0, color="black", lw=0.6)
+    same = search["same_sign"].to_numpy(dtype=bool)
+    ax.scatter(xa[same], xb[same], s=16, color="tab:blue", alpha=0.8, label="same sign (candidates)")
+    ax.scatter(xa[~same], xb[~same], s=16, color="grey", alpha=0.6, marker="x", label="opposite signs")
+    for row in search.head(5).itertuples():
+        ax.annotate(f"z{row.feature}", (row.mu_a, row.mu_b), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if highlight is not None:
-        ax.scatter([xa[highlight]], [xb[highlight]], s=120, facecolors="none", edgecolors="red", lw=2)
-    ax.set(xlabel=f"|μ| / max, {pair[0]}", ylabel=f"|μ| / max, {pair[1]}", xlim=(0, 1.05), ylim=(0, 1.05),
-           title="shared features")
+        row = search.set_index("feature").loc[highlight]
+        ax.scatter([row["mu_a"]], [row["mu_b"]], s=130, facecolors="none", edgecolors="red", lw=2,
+                   label=f"Tower candidate z{highlight}")
+    ax.set(xlabel=f"standardised μ̃, {pair[0]}", ylabel=f"standardised μ̃, {pair[1]}", xlim=(-lim, lim),
+           ylim=(-lim, lim), title="shared-feature search (shaded: beats the null)")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -593,6 +609,42 @@ def seed_match_plot(matches: pd.DataFrame, palette: dict, abs_baseline: float | 
         ax.tick_params(axis="x", rotation=90, labelsize=7)
     low = float(np.nanmin(matches[[c for c, _ in panels]].to_numpy())) if len(matches) else 0.0
     axes[0].set_ylim(min(0.0, low - 0.05), 1.05)
+
+
+def tower_effects_plot(effects: pd.DataFrame, feature: int, palette: dict, classes: Sequence[str]):
+    """Per followed class, the accuracy change of suppressing every latent, with one latent marked.
+
+    ``effects`` has the columns of :func:`~salve_utils.features.latent_effects`
+    (``feature, class, change, change_lo, change_hi``); every latent is one grey
+    dot, ``feature`` (the Tower) a red diamond with its bootstrap interval.
+    """
+    fig, ax = plt.subplots(figsize=(9, 0.8 + 0.7 * len(classes)))
+    rng = np.random.default_rng(0)  # vertical jitter only, so that equal changes stay visible
+    for i, cls in enumerate(classes):
+        sub = effects[effects["class"] == cls]
+        others = sub[sub["feature"] != feature]
+        ax.scatter(others["change"], i + rng.uniform(-0.22, 0.22, len(others)), s=14, color=palette.get(cls, "grey"),
+                   alpha=0.55, lw=0)
+        own = sub[sub["feature"] == feature].iloc[0]
+        ax.errorbar([own["change"]], [i], xerr=[[own["change"] - own["change_lo"]], [own["change_hi"] - own["change"]]],
+                    fmt="D", color="red", ms=8, capsize=3, label=f"z{feature} (Tower)" if i == 0 else None)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(range(len(classes)), list(classes))
+    ax.set(xlabel="accuracy change (after − before)", ylim=(len(classes) - 0.5, -0.5),
+           title=f"suppressing each of {effects['feature'].nunique()} latents at strength "
+                 f"{float(effects['strength'].iloc[0]):g}")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def seed_match_plot(matches: pd.DataFrame, palette: dict):
+    """Per class, the decoder cosine of each seed's dominant feature to the reference's."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    sns.stripplot(data=matches, x="class", y="cosine", hue="class", palette=palette, ax=ax, legend=False, size=5)
+    ax.set(ylim=(min(0.0, float(matches["cosine"].min()) - 0.05), 1.02), xlabel="",
+           ylabel="|cos| to reference", title="dominant features across seeds")
+    ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
 
