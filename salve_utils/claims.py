@@ -277,7 +277,7 @@ def judge_enhance(m: Measured, th: Thresholds) -> Verdict:
     mine = float(_at(curves, role, "enhance", sn)[1].loc[target, "accuracy"])
     if not beats_null(mine, null, th, larger=True):
         return Verdict("inconclusive", text + f"; its accuracy under the edit ({mine:.1%}) is within the permuted "
-                       f"null (upper {th.null_quantile:.0%} quantile {np.quantile(null, th.null_quantile):.1%})"
+                       f"null (its central {th.null_level:.0%} range ends at {np.quantile(null, (1 + th.null_level) / 2):.1%})"
                        if len(null) else text + "; no permuted null at this strength")
     return Verdict(weakest(kind, kind_fixed), text + ", beyond the permuted null")
 
@@ -287,7 +287,7 @@ def judge_tower(m: Measured, th: Thresholds) -> list[tuple[str, Verdict]]:
 
     A Tower claim clears its null only when the Discover search passed (same sign for
     both classes, score beyond random latent pairs) *and* the Tower's effect on the
-    class lies beyond the ``null_quantile`` of all latents' effects on that class.
+    class lies beyond the ``null_level`` of all latents' effects on that class.
     """
     found, tower, effects = m.record("features"), m.record("tower"), m.table("tower_effects")
     if not found or not tower or effects is None:
@@ -314,7 +314,7 @@ def judge_tower(m: Measured, th: Thresholds) -> list[tuple[str, Verdict]]:
     ok_b = passes and beyond_b
     out = [("tower_down", Verdict(down if ok_b or down == "does not hold" else "inconclusive",
                                   f"{tb} ({where}); {'beyond' if beyond_b else 'within'} the "
-                                  f"{th.null_quantile:.0%} range of the other {len(null_b)} latents' effects on {b}"))]
+                                  f"{th.null_level:.0%} range of the other {len(null_b)} latents' effects on {b}"))]
     spare = "holds" if ca >= -th.tolerance and ca > cb else "partly" if ca > cb else "does not hold"
     out.append(("tower_spare", Verdict(spare if ok_b or spare == "does not hold" else "inconclusive",
                                        f"{ta}, against {tb}")))
@@ -325,7 +325,7 @@ def judge_tower(m: Measured, th: Thresholds) -> list[tuple[str, Verdict]]:
         kind = "holds" if cw >= within_gain(th) else "partly" if cw > 0 else "does not hold"
         key = "tower_other" if len(watched) == 1 else f"tower_other:{watch}"
         out.append((key, Verdict(kind if (passes and beyond) or kind == "does not hold" else "inconclusive",
-                                 f"{tw}; {'beyond' if beyond else 'within'} the {th.null_quantile:.0%} range of "
+                                 f"{tw}; {'beyond' if beyond else 'within'} the {th.null_level:.0%} range of "
                                  f"the other latents' effects on {watch}")))
     return out
 

@@ -17,6 +17,8 @@ import seaborn as sns
 import torch
 
 __all__ = [
+    "null_band_examples",
+    "null_band_multiples",
     "alpha_crit_distributions",
     "alpha_crit_scatter",
     "alpha_explorer",
@@ -786,4 +788,80 @@ def tradeoff_plot(curves: pd.DataFrame, matched: pd.DataFrame, classes: Sequence
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, 1.02))
     fig.tight_layout(rect=(0, 0, 1, 0.94))
+
+
+# --- null bands ---
+
+
+def _null_band(ax, nulls: pd.DataFrame, colour, level: float = 0.95) -> None:
+    """One feature's nulls on ``ax`` (rows of one role and direction of :func:`~salve_utils.nulls.null_edits`):
+    the other classes' features as thin grey lines, the permuted draws' central ``level`` range as a
+    shaded band, the uniform direction dashed."""
+    for _, sub in nulls[nulls["null"] == "others"].groupby("draw"):
+        ax.plot(sub["strength"], sub["target_accuracy"], color="grey", lw=0.5, alpha=0.45, zorder=1)
+    perm = nulls[nulls["null"] == "permuted"].groupby("strength")["target_accuracy"]
+    if len(perm):
+        q = (1 - level) / 2
+        lo, hi = perm.quantile(q), perm.quantile(1 - q)
+        ax.fill_between(lo.index, lo.to_numpy(), hi.to_numpy(), color=colour, alpha=0.25, lw=0, zorder=2)
+    uniform = nulls[nulls["null"] == "uniform"]
+    ax.plot(uniform["strength"], uniform["target_accuracy"], "--", color="black", lw=1.1, zorder=3)
+
+
+def _null_legend(fig, colour="grey", level: float = 0.95) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color=colour, lw=2.5, label="the feature"),
+               Patch(facecolor=colour, alpha=0.25, label=f"permuted |c| (central {level:.0%})"),
+               Line2D([], [], color="black", ls="--", lw=1.1, label="uniform (logit scale)"),
+               Line2D([], [], color="grey", lw=0.5, label="other classes' features")]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.01))
+
+
+def null_band_multiples(summary: pd.DataFrame, nulls: pd.DataFrame, palette: dict, roles: Sequence[str],
+                        direction: str = "suppress", title: str = "", ncols: int = 5, level: float = 0.95):
+    """One panel per ``dominant:<class>`` role: the class's own accuracy under its feature's edit, over its nulls.
+
+    ``summary`` is :func:`~salve_utils.nulls.target_summary` of the curves, ``nulls``
+    :func:`~salve_utils.nulls.null_edits`; a role without nulls shows the feature alone.
+    """
+    nrows = int(np.ceil(len(roles) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.3 * nrows + 0.4), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, role in zip(axes.flat, roles):
+        target = _role_target(role)
+        colour = palette.get(target, "black")
+        _null_band(ax, nulls[(nulls["feature_role"] == role) & (nulls["direction"] == direction)], colour, level)
+        own = summary[(summary["feature_role"] == role) & (summary["direction"] == direction)]
+        ax.plot(own["strength"], own["target_accuracy"], color=colour, lw=2.5, zorder=4)
+        ax.set_title(target, fontsize=9, color=colour)
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes.flat[len(roles):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("strength α·max|c|")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy of the class")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _null_legend(fig, level=level)
+    return fig
+
+
+def null_band_examples(summary: pd.DataFrame, nulls: pd.DataFrame, panels: Sequence[tuple[str, str]],
+                       dominant: dict[str, int], palette: dict, level: float = 0.95):
+    """The paper's examples against their nulls: one panel per ``(class, direction)``, e.g.
+    ``[("church", "suppress"), ("golf ball", "enhance")]``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (target, direction) in zip(axes[0], panels):
+        role, colour = f"dominant:{target}", palette.get(target, "black")
+        _null_band(ax, nulls[(nulls["feature_role"] == role) & (nulls["direction"] == direction)], colour, level)
+        own = summary[(summary["feature_role"] == role) & (summary["direction"] == direction)]
+        ax.plot(own["strength"], own["target_accuracy"], color=colour, lw=2.5, zorder=4)
+        ax.set(ylim=(-0.02, 1.02), xlabel="strength α·max|c|", ylabel=f"accuracy of {target}",
+               title=f"{direction} z{dominant[target]} (dominant for {target})")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    _null_legend(fig, level=level)
     return fig

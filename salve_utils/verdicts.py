@@ -14,7 +14,7 @@ The three building blocks every rule uses:
   when ``loss ≤ f·t`` (``f`` = ``partly_factor``), else ``does not hold``;
 * :func:`share` — a per-class outcome: ``holds`` when every class has it, ``partly``
   when at least the ``majority`` share does;
-* :func:`beats_null` — an effect counts only beyond the ``null_quantile`` of its null
+* :func:`beats_null` — an effect counts only outside the central ``null_level`` range of its null
   distribution (e.g. the same edit along random directions).
 
 >>> th = Thresholds()
@@ -60,7 +60,8 @@ class Thresholds:
     fixed_strength : the one normalised strength ``α · max_j |c_j|`` at which every class
         is also judged (besides its own operating point).
     majority : the share of classes for "partly" on a per-class claim.
-    null_quantile : an effect counts only beyond this quantile of its null.
+    null_level : an effect counts only outside this central range of its null (0.95: below its 2.5% or
+        above its 97.5% quantile, the band the chapters draw).
     agreement : the relative difference under which two α_crit estimates agree.
     exact_share : the share of images on which the linear α_crit must be exact to "hold".
     baseline_match : the accuracy that counts as matching the paper's ≈95% baseline.
@@ -82,14 +83,14 @@ class Thresholds:
     partly_factor: float = 3.0
     fixed_strength: float = 1.0
     majority: float = 0.5
-    null_quantile: float = 0.95
+    null_level: float = 0.95
     agreement: float = 1e-3
     exact_share: float = 0.9
     baseline_match: float = 0.93
     recovery_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        unit = ("target_accuracy", "tolerance", "mean_tolerance", "majority", "null_quantile", "exact_share",
+        unit = ("target_accuracy", "tolerance", "mean_tolerance", "majority", "null_level", "exact_share",
                 "baseline_match", "recovery_threshold")
         for f in fields(self):
             value = getattr(self, f.name)
@@ -163,24 +164,29 @@ def specificity(mean_loss: float, worst_loss: float, th: Thresholds) -> str:
 
 
 def beats_null(effect: float, null: Sequence[float] | np.ndarray, th: Thresholds, larger: bool = True) -> bool:
-    """Does ``effect`` lie beyond the ``null_quantile`` of its null distribution?
+    """Does ``effect`` lie outside the central ``null_level`` range of its null distribution, on the named side?
 
-    ``larger=True`` asks whether the effect exceeds the null's upper quantile (e.g. an
-    accuracy drop larger than random directions give), ``False`` whether it falls below
-    the lower one. An empty null cannot be beaten.
+    ``larger=True`` asks whether the effect exceeds the range's upper end (the
+    ``(1 + null_level) / 2`` quantile, e.g. an accuracy gain larger than random
+    directions give), ``False`` whether it falls below its lower end (the
+    ``(1 - null_level) / 2`` quantile). This is the band the chapters draw. An empty
+    null cannot be beaten.
 
     >>> beats_null(0.5, np.linspace(0, 0.2, 50), Thresholds())
     True
     >>> beats_null(0.1, np.linspace(0, 0.2, 50), Thresholds())
     False
+    >>> beats_null(-0.1, np.linspace(0, 0.2, 50), Thresholds(), larger=False)
+    True
     """
     null = np.asarray(null, dtype=np.float64)
     null = null[np.isfinite(null)]
     if not len(null) or not np.isfinite(effect):
         return False
+    tail = (1 - th.null_level) / 2
     if larger:
-        return bool(effect > np.quantile(null, th.null_quantile))
-    return bool(effect < np.quantile(null, 1 - th.null_quantile))
+        return bool(effect > np.quantile(null, 1 - tail))
+    return bool(effect < np.quantile(null, tail))
 
 
 @dataclass(frozen=True)
@@ -200,7 +206,7 @@ RULES: tuple[Rule, ...] = (
     Rule("suppress", "per class: does suppressing its own dominant feature take it to ≤ {target_accuracy:.0%} "
          "within the sweep (its operating point)?",
          "every class", "at least {majority:.0%} of the classes",
-         "at the operating point the class's accuracy lies below the {null_quantile:.0%} range of ≥ 50 random "
+         "at the operating point the class's accuracy lies below the {null_level:.0%} range of ≥ 50 random "
          "directions with the same |c| values permuted across dimensions; inconclusive when the null changes "
          "the verdict"),
     Rule("specific", "the other classes' accuracy loss, mean and worst class, at each reached class's operating "
@@ -209,11 +215,11 @@ RULES: tuple[Rule, ...] = (
          "at least {majority:.0%} of the edits within {partly_factor:g}× those, at both", "—"),
     Rule("enhance", "as specific, for the enhanced class's feature at the sweep's end and at strength "
          "{fixed_strength:g}", "as specific", "as specific",
-         "the enhanced class's accuracy above the {null_quantile:.0%} range of the permuted-|c| null"),
+         "the enhanced class's accuracy above the {null_level:.0%} range of the permuted-|c| null"),
     Rule("tower_down", "the second Tower class's accuracy change when the Tower latent is suppressed",
          "a loss ≥ {tolerance:.0%}", "any loss",
-         "the Tower search passed (same sign for both classes, score beyond the {null_quantile:.0%} quantile of "
-         "random latent pairs) and the effect lies beyond the {null_quantile:.0%} range of every other latent's "
+         "the Tower search passed (same sign for both classes, score beyond the 95% quantile of "
+         "random latent pairs, the Discover chapter's level) and the effect lies beyond the {null_level:.0%} range of every other latent's "
          "effect on that class"),
     Rule("tower_spare", "the first Tower class's change against the second's",
          "loses ≤ {tolerance:.0%} and less than the second", "loses less than the second", "as tower_down"),

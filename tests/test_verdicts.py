@@ -43,7 +43,7 @@ def test_an_effect_inside_its_null_is_not_counted() -> None:
     assert beats_null(-0.2, null, TH, larger=False) and not beats_null(0.2, [], TH)
 
 
-@pytest.mark.parametrize("field, value", [("tolerance", 2.0), ("partly_factor", 0.5), ("null_quantile", float("nan")),
+@pytest.mark.parametrize("field, value", [("tolerance", 2.0), ("partly_factor", 0.5), ("null_level", float("nan")),
                                           ("fixed_strength", 0.0)])
 def test_thresholds_are_validated(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field if field != "fixed_strength" else "positive"):
