@@ -147,12 +147,13 @@ def operating_table(m: Measured, th: Thresholds) -> pd.DataFrame | None:
     for role, sub in own.groupby("feature_role", sort=True):
         target = role.split(":", 1)[1]
         tgt = sub[sub["class"] == target].sort_values("strength")
-        hit = tgt[tgt["accuracy"] <= th.target_accuracy]
-        reached = bool(len(hit))
+        hit = tgt[(tgt["accuracy"] <= th.target_accuracy) & (tgt["strength"] > 0)]
+        already = bool(tgt["accuracy"].iloc[0] <= th.target_accuracy)  # at or below the target unedited
+        reached = bool(len(hit)) and not already
         s = float(hit["strength"].iloc[0]) if reached else float(tgt["strength"].max())
         row = {"class": target, "reached": reached, "strength": s if reached else np.nan,
                "accuracy": float(tgt.set_index("strength").loc[s, "accuracy"]), "n": int(tgt["n"].iloc[0]),
-               "beats_null": np.nan, "uniform_accuracy": np.nan, "null_strength": np.nan}
+               "beats_null": np.nan, "uniform_accuracy": np.nan, "null_strength": np.nan, "already": already}
         if nulls is not None and (nulls["target"] == target).any():
             sn = _nearest_null_strength(nulls, target, "suppress", s)
             mine = float(tgt.iloc[np.argmin(np.abs(tgt["strength"].to_numpy() - sn))]["accuracy"])
@@ -197,21 +198,26 @@ def judge_suppress(m: Measured, th: Thresholds) -> Verdict:
     ops = operating_table(m, th)
     if ops is None:
         return _missing("suppression_curves")
+    already = ops[ops["already"]]
+    ops = ops[~ops["already"]]  # a class at or below the target before any edit says nothing about the edit
     judged = ops[ops["beats_null"].notna()]
     if not len(judged):
         return Verdict("inconclusive", f"{int(ops['reached'].sum())} of {len(ops)} classes reach "
                        f"≤ {th.target_accuracy:.0%}, but no null edits were measured")
     reached = judged["reached"].astype(bool)
     beat = reached & judged["beats_null"].astype(bool)
-    uniform = int((judged["uniform_accuracy"] <= th.target_accuracy).sum())
+    uniform = int((judged.loc[reached, "uniform_accuracy"] <= th.target_accuracy).sum())
     names = ", ".join(f"{r['class']} {format_interval(r['accuracy'], r['lo'], r['hi'])} at strength {r['strength']:.2g}"
                       for _, r in judged[reached].iterrows())
     text = (f"{int(reached.sum())} of {len(judged)} classes reach ≤ {th.target_accuracy:.0%}"
-            + (f" ({names})" if names else "") + f"; {int(beat.sum())} of them beyond the permuted-|c| null; "
-            f"the uniform direction (a pure logit rescaling) takes {uniform} of {len(judged)} there at the same "
-            "strength" + ("" if len(judged) == len(ops) else
-                          f"; nulls for {len(judged)} of {len(ops)} classes ({int(ops['reached'].sum())} of "
-                          f"{len(ops)} reach ≤ {th.target_accuracy:.0%})"))
+            + (f" ({names})" if names else "") + f"; {int(beat.sum())} of them beyond the permuted-|c| null"
+            + (f"; the uniform direction (a pure logit rescaling) takes {uniform} of those {int(reached.sum())} there "
+               "at the same strength" if reached.any() else "")
+            + ("" if len(judged) == len(ops) else
+               f"; nulls for {len(judged)} of {len(ops)} classes ({int(ops['reached'].sum())} of "
+               f"{len(ops)} reach ≤ {th.target_accuracy:.0%})")
+            + (f"; left out, already at ≤ {th.target_accuracy:.0%} before any edit: {', '.join(already['class'])}"
+               if len(already) else ""))
     kind, kind_reached = share(int(beat.sum()), len(judged), th), share(int(reached.sum()), len(judged), th)
     if kind != kind_reached:
         return Verdict("inconclusive", text + f"; without the null it would be '{kind_reached}'")
@@ -431,8 +437,8 @@ def judge_planted_tower(m: Measured, th: Thresholds) -> Verdict:
         own = int(rec.set_index("part").loc[ka["shared_part"], "feature"])
     text = (f"shared part {ka['shared_part']!r} {'found' if found_it else 'not found'}"
             + (f" (z{own})" if own is not None else "") +
-            f"; suppressing it {'hits' if hits else 'misses'} every carrying class and "
-            f"{'spares' if spares else 'hurts'} the others")
+            f"; suppressing it {'costs' if hits else 'does not cost'} every carrying class more than "
+            f"{th.tolerance:.0%} and costs {'no' if spares else 'some'} other class more than {th.tolerance:.0%}")
     if found and own is not None:
         text += f"; Discover's Tower z{found.get('tower')} {'is' if found.get('tower') == own else 'is not'} that latent"
     return Verdict(kind, text)

@@ -611,6 +611,8 @@ def seed_match_plot(matches: pd.DataFrame, palette: dict, abs_baseline: float | 
         ax.tick_params(axis="x", rotation=90, labelsize=7)
     low = float(np.nanmin(matches[[c for c, _ in panels]].to_numpy())) if len(matches) else 0.0
     axes[0].set_ylim(min(0.0, low - 0.05), 1.05)
+    fig.tight_layout()
+    return fig
 
 
 def tower_effects_plot(effects: pd.DataFrame, feature: int, palette: dict, classes: Sequence[str]):
@@ -636,17 +638,6 @@ def tower_effects_plot(effects: pd.DataFrame, feature: int, palette: dict, class
            title=f"suppressing each of {effects['feature'].nunique()} latents at strength "
                  f"{float(effects['strength'].iloc[0]):g}")
     ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
-def seed_match_plot(matches: pd.DataFrame, palette: dict):
-    """Per class, the decoder cosine of each seed's dominant feature to the reference's."""
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    sns.stripplot(data=matches, x="class", y="cosine", hue="class", palette=palette, ax=ax, legend=False, size=5)
-    ax.set(ylim=(min(0.0, float(matches["cosine"].min()) - 0.05), 1.02), xlabel="",
-           ylabel="|cos| to reference", title="dominant features across seeds")
-    ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
 

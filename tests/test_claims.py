@@ -178,6 +178,7 @@ def test_planted_claims() -> None:
     m = Measured({"planted_recovery": rec}, {"known_answers": ka, "features": {"tower": 2}})
     verdict = judge_planted_tower(m, TH)
     assert verdict.kind == "partly" and "is that latent" in verdict.reason
+    assert "costs every carrying class more than 5% and costs some other class more than 5%" in verdict.reason
     ka["spares_others"] = True
     assert judge_planted_tower(m, TH).kind == "holds"
 
@@ -187,3 +188,11 @@ def test_claims_table_lists_every_claim_and_judges_missing_measurements_inconclu
     assert list(table.columns) == ["claim", "paper", "ours", "verdict"]
     assert set(table["verdict"]) == {"inconclusive"}
     assert "planted" not in set(table["claim"])  # only editions with planted parts measure it
+
+
+def test_a_class_already_at_the_target_before_any_edit_is_left_out_of_suppress() -> None:
+    m = _suppress({"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}, 0.8)
+    curves = m.tables["suppression_curves"]
+    curves.loc[(curves["feature_role"] == "dominant:d") & (curves["class"] == "d"), "accuracy"] = 0.0
+    verdict = judge_suppress(m, TH)
+    assert verdict.kind == "holds" and "3 of 3 classes" in verdict.reason and "already at ≤ 5%" in verdict.reason
