@@ -275,15 +275,19 @@ def judge_enhance(m: Measured, th: Thresholds) -> Verdict:
     s, after = _at(curves, role, "enhance", end)
     gain = float(after.loc[target, "accuracy"] - _before(curves, role, "enhance").loc[target, "accuracy"])
     text = (f"at strength {end:g}: {_loss_text(rows[0])}; at strength {th.fixed_strength:g}: {_loss_text(fixed[0])}; "
-            f"{target} itself {gain:+.1%}")
+            f"{target} itself {gain * 100:+.1f} points")
     if nulls is None or not (nulls["target"] == target).any():
         return Verdict("inconclusive", text + "; no null edits were measured")
     sn = _nearest_null_strength(nulls, target, "enhance", end)
     null = _null_accuracy(nulls, target, "enhance", "permuted", sn)
     mine = float(_at(curves, role, "enhance", sn)[1].loc[target, "accuracy"])
+    base = float(_before(curves, role, "enhance").loc[target, "accuracy"])
+    text += f" (from {base:.1%}: headroom {1 - base:.1%})"
     if not beats_null(mine, null, th, larger=True):
+        would = weakest(kind, kind_fixed)
         return Verdict("inconclusive", text + f"; its accuracy under the edit ({mine:.1%}) is within the permuted "
-                       f"null (its central {th.null_level:.0%} range ends at {np.quantile(null, (1 + th.null_level) / 2):.1%})"
+                       f"null (its central {th.null_level:.0%} range ends at "
+                       f"{np.quantile(null, (1 + th.null_level) / 2):.1%}); without the null it would be '{would}'"
                        if len(null) else text + "; no permuted null at this strength")
     return Verdict(weakest(kind, kind_fixed), text + ", beyond the permuted null")
 
@@ -304,11 +308,14 @@ def judge_tower(m: Measured, th: Thresholds) -> list[tuple[str, Verdict]]:
     search = ("the Tower search passed" if passes else
               "the Tower search found no latent of the same sign for both classes beyond random latent pairs")
 
+    roles = {a: "church", b: "gas pump", **{w: "chain saw" for w in tower.get("watch_classes", [])}}
+
     def effect(cls: str) -> tuple[float, np.ndarray, str]:
         sub = effects[effects["class"] == cls]
         own = sub[sub["feature"] == feature].iloc[0]
         others = sub[sub["feature"] != feature]["change"].to_numpy()
-        text = f"{cls} {format_interval(own['change'], own['change_lo'], own['change_hi'], '{:+.1%}')}"
+        role = "" if roles[cls] == cls else f" (in the paper's role of {roles[cls]})"
+        text = f"{cls}{role} {format_interval(own['change'], own['change_lo'], own['change_hi'], '{:+.1%}')}"
         return float(own["change"]), others, text
 
     strength = float(effects["strength"].iloc[0])
@@ -353,18 +360,18 @@ def judge_alpha(m: Measured, th: Thresholds) -> Verdict:
     for name, suffix in (("logit-zero", ""), ("flip", "_flip")):
         n, bad = int(agree.get(f"n_compared{suffix}", 0)), int(agree.get(f"n_mismatch{suffix}", 0))
         rel = float(agree.get(f"median_rel_diff{suffix}", float("nan")))
-        ok.append(n > 0 and bad == 0 and rel <= th.agreement)
+        ok.append(n >= th.min_compared and bad == 0 and rel <= th.agreement)
         parts.append(f"{name}: empirical vs numerical median relative difference {rel:.1e} over {n} images "
                      f"({bad} disagree)" if n else f"{name}: no image compared")
     exact = float(agree["frac_exact"])
-    text = (f"the linear formula is exact for {exact:.0%} of the {agree['n_finite']} images whose logit reaches "
+    text = (f"the linear formula is exact for {exact:.1%} of the {agree['n_finite']} images whose logit reaches "
             f"zero; " + "; ".join(parts))
     if "spearman_flip" in rec:
         text += (f"; rank correlation of the class medians with how suppressible the class is: flip "
                  f"{rec['spearman_flip']:+.2f} (n = {rec['n_flip']}), logit zero {rec['spearman_zero']:+.2f} "
                  f"(n = {rec['n_zero']})")
-    if not any(int(agree.get(f"n_compared{x}", 0)) for x in ("", "_flip")):
-        return Verdict("inconclusive", text)
+    if any(int(agree.get(f"n_compared{x}", 0)) < th.min_compared for x in ("", "_flip")):
+        return Verdict("inconclusive", text + f"; fewer than {th.min_compared} images compared for a criterion")
     kind = "holds" if all(ok) and exact >= th.exact_share else "partly" if all(ok) else "does not hold"
     return Verdict(kind, text)
 
@@ -377,8 +384,15 @@ def judge_seeds(m: Measured, th: Thresholds) -> Verdict:
     per_class = outcomes.groupby("class")["reaches"].agg(lambda r: r.astype(bool).nunique() == 1)
     n_seeds = outcomes["seed"].nunique()
     majority = outcomes.groupby("class")["reaches"].agg(lambda r: max(r.astype(bool).mean(), 1 - r.astype(bool).mean()))
+    always = outcomes.groupby("class")["reaches"].agg(lambda r: bool(r.astype(bool).all()))
+    never = outcomes.groupby("class")["reaches"].agg(lambda r: not r.astype(bool).any())
+    ref = outcomes[outcomes["reference"].astype(bool)] if "reference" in outcomes else outcomes.iloc[0:0]
+    ref_reach = set(ref.loc[ref["reaches"].astype(bool), "class"])
     text = (f"{n_seeds} seeds: the outcome agrees in every seed for {int(per_class.sum())} of {len(per_class)} "
-            f"classes (mean agreement with the majority {majority.mean():.0%})")
+            f"classes ({int(always.sum())} reach ≤ {th.target_accuracy:.0%} in every seed, {int(never.sum())} in none; "
+            f"mean agreement with the majority {majority.mean():.0%})"
+            + (f"; of the {len(ref_reach)} classes the reference seed suppresses, "
+               f"{int(sum(always[c] for c in ref_reach))} are suppressed in every seed" if len(ref) else ""))
     if matches is not None:
         other = matches[~matches["reference"].astype(bool)]
         cols = [(c, w) for c, w in (("cosine", "decoder"), ("abs_cosine", "|c|"), ("function_cosine", "function"))
@@ -390,26 +404,37 @@ def judge_seeds(m: Measured, th: Thresholds) -> Verdict:
 
 def judge_baselines(m: Measured, th: Thresholds) -> Verdict:
     """Share of classes where SALVE's worst other class, at matched efficacy, is at least that of every baseline
-    that reached the same target accuracy (overlapping bootstrap intervals count as a tie)."""
+    that reached the same target accuracy (overlapping bootstrap intervals count as a tie).
+
+    Classes SALVE never lowers (matched at strength 0: every method is then the
+    unedited head) say nothing about the methods and are left out.
+    """
     table = m.table("baseline_matched")
     if table is None:
         return _missing("baseline_matched")
-    ok, n, lost = 0, 0, {}
+    ok, n, lost, idle = 0, 0, {}, []
     for cls, sub in table.groupby("class", sort=True):
         sub = sub.set_index("method")
         if "SALVE" not in sub.index:
             continue
-        n += 1
         me = sub.loc["SALVE"]
+        if not float(me["strength"]) > 0:
+            idle.append(str(cls))
+            continue
+        n += 1
         rivals = sub[(sub.index != "SALVE") & sub["matched"].astype(bool)]
         better = rivals[rivals["others_worst_lo"] > me["others_worst_hi"]]
         ok += int(not len(better))
         for method in better.index:
             lost[method] = lost.get(method, 0) + 1
     if not n:
-        return _missing("SALVE rows in baseline_matched")
+        return Verdict("inconclusive", "SALVE lowers no class, so no method can be compared"
+                       + (f" (never lowered: {', '.join(idle)})" if idle else ""))
     text = (f"SALVE is at least as specific (worst other class) as every baseline for {ok} of {n} classes"
-            + ("; more specific: " + ", ".join(f"{k} for {v}" for k, v in sorted(lost.items())) if lost else ""))
+            + ("; a baseline is clearly more specific than SALVE for: "
+               + ", ".join(f"{k} ({v} {'class' if v == 1 else 'classes'})" for k, v in sorted(lost.items()))
+               if lost else "")
+            + (f"; left out, never lowered by SALVE: {', '.join(idle)}" if idle else ""))
     return Verdict(share(ok, n, th), text)
 
 
@@ -435,10 +460,18 @@ def judge_planted_tower(m: Measured, th: Thresholds) -> Verdict:
     own = None
     if rec is not None and (rec["part"] == ka["shared_part"]).any():
         own = int(rec.set_index("part").loc[ka["shared_part"], "feature"])
+    tol = float(ka.get("tolerance", th.tolerance))
+    carriers, others = ka.get("carriers", {}), ka.get("others", {})
+    hit = [c for c, d in carriers.items() if d < -tol]
+    missed = [c for c in carriers if c not in hit]
+    hurt = {c: d for c, d in others.items() if d < -tol}
     text = (f"shared part {ka['shared_part']!r} {'found' if found_it else 'not found'}"
-            + (f" (z{own})" if own is not None else "") +
-            f"; suppressing it {'costs' if hits else 'does not cost'} every carrying class more than "
-            f"{th.tolerance:.0%} and costs {'no' if spares else 'some'} other class more than {th.tolerance:.0%}")
+            + (f" (z{own})" if own is not None else "")
+            + (f"; suppressing it costs {', '.join(hit) or 'no carrier'} more than {tol:.0%}"
+               + (f" but not {', '.join(missed)}" if missed and hit else "") if carriers else "")
+            + (f"; {len(hurt)} of {len(others)} other classes lose more than {tol:.0%} (worst "
+               f"{min(hurt, key=hurt.get)} {hurt[min(hurt, key=hurt.get)] * 100:+.0f} points)" if hurt else
+               f"; no other class loses more than {tol:.0%}" if others else ""))
     if found and own is not None:
         text += f"; Discover's Tower z{found.get('tower')} {'is' if found.get('tower') == own else 'is not'} that latent"
     return Verdict(kind, text)

@@ -183,9 +183,15 @@ def claims_by_edition(per_edition: dict[str, pd.DataFrame], titles: dict[str, st
 
 
 def headline(claims_table: pd.DataFrame, verdict: str = "verdict") -> str:
-    """One sentence naming the claims that hold and those that do not (in the column ``verdict``)."""
-    kinds = claims_table[verdict].map(verdict_kind)
-    held = claims_table.loc[kinds == "holds", "claim"].tolist()
-    failed = claims_table.loc[kinds.isin(["does not hold", "differs"]), "claim"].tolist()
-    return f"Holding: {', '.join(held) or 'none'}. Not holding or differing: {', '.join(failed) or 'none'}."
+    """One sentence naming the claims by verdict kind (in the column ``verdict``).
 
+    >>> headline(pd.DataFrame({"claim": ["a", "b", "c"], "verdict": ["holds", "inconclusive", "differs"]}))
+    'Holding: a. Partly: none. Not holding or differing: c. Inconclusive: b.'
+    """
+    kinds = claims_table[verdict].map(verdict_kind)
+
+    def named(*which: str) -> str:
+        return ", ".join(claims_table.loc[kinds.isin(which), "claim"]) or "none"
+
+    return (f"Holding: {named('holds')}. Partly: {named('partly')}. Not holding or differing: "
+            f"{named('does not hold', 'differs')}. Inconclusive: {named('inconclusive')}.")

@@ -2,8 +2,9 @@
 
 A verdict is one of :data:`KINDS`. Each claim of the paper has a :class:`Rule` that
 says what is measured, when the claim *holds*, when it holds only *partly*, and which
-null the measured effect must clear; whenever it does not clear it, the verdict is
-*inconclusive*, whatever the effect's size. The thresholds are one
+null the measured effect must clear. A verdict that would be *holds* or *partly*
+becomes *inconclusive* when its effect does not clear its null (or was not measured);
+a claim the measurement contradicts does not hold, whatever the null. The thresholds are one
 :class:`Thresholds` object (the summary's parameters), applied identically to every
 claim and every edition, and :func:`rulebook` renders the rules with their values —
 the table the method page shows.
@@ -64,6 +65,7 @@ class Thresholds:
         above its 97.5% quantile, the band the chapters draw).
     agreement : the relative difference under which two α_crit estimates agree.
     exact_share : the share of images on which the linear α_crit must be exact to "hold".
+    min_compared : the fewest images on which two α_crit estimates are compared for a verdict.
     baseline_match : the accuracy that counts as matching the paper's ≈95% baseline.
     recovery_threshold : the |r| at which a planted part counts as recovered.
 
@@ -86,6 +88,7 @@ class Thresholds:
     null_level: float = 0.95
     agreement: float = 1e-3
     exact_share: float = 0.9
+    min_compared: int = 10
     baseline_match: float = 0.93
     recovery_threshold: float = 0.5
 
@@ -100,6 +103,8 @@ class Thresholds:
                 raise ValueError(f"{f.name} must be in [0, 1], got {value!r}")
         if self.partly_factor < 1:
             raise ValueError(f"partly_factor must be ≥ 1 (partly is weaker than holds), got {self.partly_factor!r}")
+        if self.min_compared < 1 or int(self.min_compared) != self.min_compared:
+            raise ValueError(f"min_compared must be a positive integer, got {self.min_compared!r}")
         if self.fixed_strength <= 0 or self.agreement <= 0:
             raise ValueError("fixed_strength and agreement must be positive")
 
@@ -228,12 +233,13 @@ RULES: tuple[Rule, ...] = (
     Rule("alpha", "logit-zero and decision-flip α_crit: numerical (exact roots) vs empirical (a strength grid "
          "through the real edited model, then bisection inside the bracketing cell), and the share of images on "
          "which the linear (analytic) formula is exact",
-         "both agree to {agreement:.0e} (median relative difference) and the formula is exact on ≥ {exact_share:.0%}",
-         "both agree to {agreement:.0e}"),
+         "both agree to {agreement:.0e} (median relative difference, no image disagreeing) and the formula is "
+         "exact on ≥ {exact_share:.0%}", "both agree to {agreement:.0e}",
+         "— (inconclusive when fewer than {min_compared} images are compared for either threshold)"),
     Rule("seeds", "per class: whether it reaches ≤ {target_accuracy:.0%}, in every autoencoder seed",
          "the outcome is the same in every seed, for every class", "for at least {majority:.0%} of the classes"),
-    Rule("baselines", "per class, at matched efficacy (every method brought to SALVE's target accuracy): "
-         "SALVE's worst other class against every baseline that got there",
+    Rule("baselines", "per class SALVE lowers, at matched efficacy (every method brought to SALVE's target "
+         "accuracy): SALVE's worst other class against every baseline that got there",
          "no baseline is more specific (beyond overlapping 95% intervals), for every class",
          "for at least {majority:.0%} of the classes"),
     Rule("planted", "planted parts matched one-to-one to latents (Hungarian) with |r| ≥ {recovery_threshold:g}",

@@ -162,23 +162,26 @@ def test_baselines_count_a_more_specific_baseline_only_beyond_overlapping_interv
         for cls in CLASSES:
             for method, worst in (("SALVE", 0.5), ("zero row", rival_worst)):
                 rows.append({"class": cls, "method": method, "matched": True, "others_worst": worst,
-                             "others_worst_lo": worst - 0.05, "others_worst_hi": worst + 0.05})
+                             "others_worst_lo": worst - 0.05, "others_worst_hi": worst + 0.05,
+                             "strength": 0.0 if cls == "d" else 1.0})  # SALVE never lowers d
         return pd.DataFrame(rows)
 
     assert judge_baselines(Measured({"baseline_matched": table(0.52)}), TH).kind == "holds"  # a tie
     beaten = judge_baselines(Measured({"baseline_matched": table(0.9)}), TH)
-    assert beaten.kind == "does not hold" and "zero row for 4" in beaten.reason
+    assert beaten.kind == "does not hold" and "zero row (3 classes)" in beaten.reason
+    assert "of 3 classes" in beaten.reason and "never lowered by SALVE: d" in beaten.reason
 
 
 def test_planted_claims() -> None:
     rec = pd.DataFrame({"part": ["p", "q", "tower"], "feature": [0, 1, 2], "corr": [0.9, 0.3, 0.8],
                         "abs_corr": [0.9, 0.3, 0.8]})
     assert judge_planted(Measured({"planted_recovery": rec}), TH).kind == "partly"
-    ka = {"shared_part": "tower", "shared_found": True, "hits_carriers": True, "spares_others": False}
+    ka = {"shared_part": "tower", "shared_found": True, "hits_carriers": True, "spares_others": False,
+          "carriers": {"a": -0.6, "b": -0.3}, "others": {"c": -0.2, "d": 0.01}, "tolerance": 0.05}
     m = Measured({"planted_recovery": rec}, {"known_answers": ka, "features": {"tower": 2}})
     verdict = judge_planted_tower(m, TH)
     assert verdict.kind == "partly" and "is that latent" in verdict.reason
-    assert "costs every carrying class more than 5% and costs some other class more than 5%" in verdict.reason
+    assert "costs a, b more than 5%; 1 of 2 other classes lose more than 5% (worst c -20 points)" in verdict.reason
     ka["spares_others"] = True
     assert judge_planted_tower(m, TH).kind == "holds"
 
