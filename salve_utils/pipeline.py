@@ -833,8 +833,12 @@ def _execute(p: Plan, name: str, cell_timeout: float | None = None) -> dict[str,
         with _environment(**{STAGE_NODE: name, STAGE_DIR: str(stage)}):
             pm.execute_notebook(str(src), str(tmp), parameters=p.params[name], cwd=str(p.root),
                                 kernel_name="python3", progress_bar=False, log_output=False,
-                                execution_timeout=cell_timeout)
+                                execution_timeout=cell_timeout,
+                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no kernel chatter
     except pm.PapermillExecutionError as err:
+        if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel too
+            shutil.rmtree(stage, ignore_errors=True)
+            raise KeyboardInterrupt from None
         failed = work / "failed"
         failed.mkdir(exist_ok=True)
         os.replace(tmp, failed / f"{name}.ipynb")

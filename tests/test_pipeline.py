@@ -405,3 +405,30 @@ def test_ctrl_c_stops_with_one_line_and_no_traceback(project: Path, monkeypatch,
     assert pipeline.main(["run", "--profile", "p", "--root", str(project)]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err and "resume" in err
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["terminal (runner and kernel)", "runner only"])
+def test_ctrl_c_stops_the_run_cleanly_and_publishes_nothing(project: Path, group: bool) -> None:
+    """SIGINT to the whole process group (what Ctrl-C in a terminal does), or to the runner alone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pipeline.run("p", project, progress=False, log=lambda *_: None)
+    before = _published(project)
+    flag = project / "stop-here"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "salve_utils.pipeline", "run", "--profile", "p", "--root",
+                             str(project), "-p", "b.x=7", "-p", f"b.wait={flag}"], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        if Path(f"{flag}.ready").exists():
+            break
+        time.sleep(0.1)
+    (os.killpg if group else os.kill)(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert _published(project) == before
+    assert pipeline.plan("p", project, overrides=["b.x=7"]).stale == ["b"]
