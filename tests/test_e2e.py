@@ -72,7 +72,16 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
         "alpha_crit": ["backbone", "seed", "class", "feature", "sample", "analytic", "numerical", "empirical"],
         "dominant_sharing": ["class", "feature", "n_sharing"],
         "planted_recovery": ["part", "feature", "corr", "abs_corr"],
-        "part_suppression": ["part", "feature", "class", "carries", "change"],
+        "part_suppression": ["part", "feature", "class", "carries", "strength", "after_lo", "after_hi", "change"],
+        "null_edits": ["feature_role", "target", "direction", "null", "draw", "strength", "target_accuracy",
+                       "target_n", "others_mean", "others_worst"],
+        "baseline_matched": ["class", "method", "matched", "goal_accuracy", "strength", "target_accuracy",
+                             "target_lo", "target_hi", "others_worst", "others_worst_lo", "others_worst_hi"],
+        "alpha_crit_classes": ["class", "n", "zero_finite", "zero_infinite", "flip_finite", "flip_infinite",
+                               "flip_median", "flip_rank", "suppress_strength"],
+        "tower_search": ["feature", "mu_a", "mu_b", "same_sign", "score", "p_value", "passes"],
+        "tower_effects": ["feature", "class", "strength", "change", "change_lo", "change_hi", "is_tower"],
+        "seed_outcomes": ["seed", "class", "feature", "reaches", "strength", "reference"],
         "../claims": ["edition", "claim", "paper", "ours", "verdict"],
         "../edition_overview": ["edition", "frac_negative", "frac_exact", "frac_shared"],
     }
@@ -84,6 +93,11 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
     assert {"tower"} <= set(curves["feature_role"]) and curves["seed"].nunique() > 1
     claims = pd.read_csv(results / "../claims.csv")
     assert set(claims["edition"]) == {"resnet18-planted", "vit-planted"}
+    from salve_utils.verdicts import KINDS, OTHER_KINDS
+
+    assert set(claims["verdict"]) <= set(KINDS + OTHER_KINDS)  # every verdict is a kind of the rulebook
+    nulls = pd.read_csv(results / "null_edits.csv")
+    assert (nulls[nulls["null"] == "permuted"].groupby(["target", "direction", "strength"])["draw"].nunique() >= 50).all()
     overview = pd.read_csv(results / "../edition_overview.csv").set_index("arch")
     assert overview.loc["resnet18", "frac_negative"] == 0  # a ReLU then average pooling
     assert overview.loc["vit_small", "frac_negative"] > 0.2  # LayerNorm output has both signs
