@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,6 +89,16 @@ def rulebook_markdown() -> str:
 def _rulebook_table(app, docname, source) -> None:
     if RULEBOOK_MARKER in source[0]:
         source[0] = source[0].replace(RULEBOOK_MARKER, rulebook_markdown())
+
+
+#: ``|c|`` in a docstring is an absolute value, not a reStructuredText substitution.
+_BARS = re.compile(r"(?<![`\\|])\|([A-Za-z_][A-Za-z0-9_]*)\|(?![`|_])")
+
+
+def _absolute_values(app, what, name, obj, options, lines) -> None:
+    """Escape ``|x|`` (an absolute value in a docstring's prose) so that autodoc does not read a substitution."""
+    for i, line in enumerate(lines):
+        lines[i] = _BARS.sub(r"\\|\1\\|", line)
 
 
 def _reader_first(app, docname, source) -> None:
@@ -407,5 +418,6 @@ def setup(app):
     app.connect("builder-inited", _pipeline_figure)
     app.connect("source-read", _reader_first)
     app.connect("source-read", _rulebook_table)
+    app.connect("autodoc-process-docstring", _absolute_values)
     app.connect("html-page-context", _dedupe_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
