@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import datetime as dt
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -1072,12 +1073,15 @@ class NodeContext:
         that wrote it, and a node's new rows replace all of its old ones, so no
         stale row survives a rerun with other parameters. The nodes' blocks are
         kept in the order of their names (each block in the order its node wrote
-        it), so rerunning one node rewrites the same bytes.
+        it), so rerunning one node rewrites the same bytes. The node's record keeps
+        the hash of its own rows, so its descendants rerun only when those change.
         """
         import pandas as pd
 
         path = self.results / f"{name}.csv"
         df = df.assign(node=self.node)
+        # the node's record holds the hash of its own rows: other nodes' rows in a shared table are not its output
+        own = hashlib.sha256(df.to_csv(index=False, float_format="%.6g").encode()).hexdigest()
         current = path if path.is_file() else self.published / f"{name}.csv"  # staged, else published
         if current.is_file():
             old = pd.read_csv(current)
@@ -1088,7 +1092,7 @@ class NodeContext:
                 df = df.sort_values("node", kind="stable", ignore_index=True)
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")
-        self.outputs["tables"][name] = hash_file(path)
+        self.outputs["tables"][name] = own
         atomic_write_json(self._outputs_path, self.outputs)
         return path
 
