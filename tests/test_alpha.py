@@ -23,8 +23,6 @@ from salve_utils.alpha import (
 )
 from salve_utils.activations import Activations
 from salve_utils.editing import feature_curves, operating_points
-from salve_utils.models import build_model
-from salve_utils.sae import SparseAutoencoder
 
 CLASSES = [f"class{i}" for i in range(10)]
 
@@ -38,27 +36,6 @@ def _grid_logits(a, weight, bias, c, grid):
     """Exact clamped logits on a dense α grid for one sample, (G, K) — the obvious formula, vectorised over α."""
     factors = (1 - grid[:, None] * c.abs()[None, :]).clamp_min(0)  # (G, M)
     return (factors * a[None, :]) @ weight.T + bias
-
-
-@pytest.fixture
-def head():
-    g = torch.Generator().manual_seed(0)
-    acts = torch.rand(12, 7, generator=g) * 2
-    weight = torch.randn(4, 7, generator=g)
-    bias = torch.randn(4, generator=g) * 0.1
-    column = torch.randn(7, generator=g) * 0.5
-    labels = torch.arange(12) % 4
-    return acts, labels, weight, bias, column
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = build_model("resnet18", classes=CLASSES, image_size=32, stem="cifar").eval()
-        images = torch.rand(3, 3, 32, 32)
-        sae = SparseAutoencoder(512, 8)
-    return model, images, sae
 
 
 # --------------------------------------------------------------------------- exact values on cached activations

@@ -13,7 +13,7 @@ from salve_utils.editing import (
     edit_weights,
     per_class_accuracy,
 )
-from salve_utils.models import build_model, load_model, save_model
+from salve_utils.models import load_model, save_model
 from salve_utils.sae import SparseAutoencoder
 
 CLASSES = [f"class{i}" for i in range(10)]
@@ -26,27 +26,6 @@ def _slow_edit(weight, c, alpha, direction):
             s = alpha * abs(float(c[j]))
             out[i, j] = weight[i, j] * (max(0.0, 1.0 - s) if direction == "suppress" else 1.0 + s)
     return out
-
-
-@pytest.fixture
-def head():
-    g = torch.Generator().manual_seed(0)
-    acts = torch.rand(12, 7, generator=g) * 2
-    weight = torch.randn(4, 7, generator=g)
-    bias = torch.randn(4, generator=g) * 0.1
-    column = torch.randn(7, generator=g) * 0.5
-    labels = torch.arange(12) % 4
-    return acts, labels, weight, bias, column
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = build_model("resnet18", classes=CLASSES, image_size=32, stem="cifar").eval()
-        images = torch.rand(3, 3, 32, 32)
-        sae = SparseAutoencoder(512, 8)
-    return model, images, sae
 
 
 # --------------------------------------------------------------------------- Eq. 1

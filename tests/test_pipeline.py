@@ -322,6 +322,25 @@ def _published(root: Path) -> dict[str, bytes]:
     return {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(files)}
 
 
+def _run_stopped_inside_b(project: Path):
+    """Start ``run -p b.x=7`` in a process group of its own; return once node b has written its outputs and waits."""
+    import subprocess
+    import sys
+    import time
+
+    flag = project / "stop-here"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "salve_utils.pipeline", "run", "--profile", "p", "--root",
+                             str(project), "-p", "b.x=7", "-p", f"b.wait={flag}"], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        if Path(f"{flag}.ready").exists():
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the node never reached its stopping point")
+
+
 def test_a_failed_node_keeps_its_published_record_and_status_stays_truthful(project: Path) -> None:
     pipeline.run("p", project, progress=False, log=lambda *_: None)
     before = _published(project)
@@ -337,9 +356,6 @@ def test_a_run_killed_inside_a_node_publishes_nothing_and_the_next_run_resumes_b
         project: Path, tmp_path_factory) -> None:
     import shutil
     import signal
-    import subprocess
-    import sys
-    import time
 
     reference = tmp_path_factory.mktemp("reference") / "project"
     shutil.copytree(project, reference)  # the same two runs, uninterrupted
@@ -348,16 +364,7 @@ def test_a_run_killed_inside_a_node_publishes_nothing_and_the_next_run_resumes_b
 
     pipeline.run("p", project, progress=False, log=lambda *_: None)
     before = _published(project)
-    flag = project / "stop-here"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "salve_utils.pipeline", "run", "--profile", "p", "--root",
-                             str(project), "-p", "b.x=7", "-p", f"b.wait={flag}"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        if Path(f"{flag}.ready").exists():
-            break
-        time.sleep(0.1)
-    assert Path(f"{flag}.ready").exists(), "the node never reached its stopping point"
+    proc = _run_stopped_inside_b(project)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-node
     proc.wait()
     assert _published(project) == before  # b's new value and table exist only in its staging folder
@@ -411,21 +418,10 @@ def test_ctrl_c_stops_with_one_line_and_no_traceback(project: Path, monkeypatch,
 def test_ctrl_c_stops_the_run_cleanly_and_publishes_nothing(project: Path, group: bool) -> None:
     """SIGINT to the whole process group (what Ctrl-C in a terminal does), or to the runner alone."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     pipeline.run("p", project, progress=False, log=lambda *_: None)
     before = _published(project)
-    flag = project / "stop-here"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "salve_utils.pipeline", "run", "--profile", "p", "--root",
-                             str(project), "-p", "b.x=7", "-p", f"b.wait={flag}"], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(600):
-        if Path(f"{flag}.ready").exists():
-            break
-        time.sleep(0.1)
+    proc = _run_stopped_inside_b(project)
     (os.killpg if group else os.kill)(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

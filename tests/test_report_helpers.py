@@ -9,21 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils import alpha, baselines, editing, features, sae as sae_lib
-from salve_utils.activations import Activations
-
-
-@pytest.fixture(scope="module")
-def toy():
-    """Activations of 3 classes that a linear head separates, and an SAE trained on them."""
-    g = torch.Generator().manual_seed(0)
-    centres = torch.randn(3, 12, generator=g) * 3
-    labels = torch.arange(3).repeat_interleave(40)
-    x = centres[labels] + torch.randn(len(labels), 12, generator=g)
-    weight, bias = centres.clone(), -torch.ones(3)  # logits cross zero under suppression
-    acts = Activations(x, labels, x.clone(), labels.clone(), ["a", "b", "c"], weight, bias, {"size": 8})
-    ae, _ = sae_lib.train_sae(x, 6, 1e-3, epochs=30, seed=0, device="cpu", progress=False)
-    return acts, ae
+from salve_utils import alpha, editing, features, sae as sae_lib
 
 
 def test_feature_curves_use_the_exact_strength_grid_and_match_edit_curve(toy) -> None:
