@@ -85,7 +85,9 @@ PROBE = """() => {
     images: imgs.length,
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
     links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
-    traceback: (document.body ? document.body.innerText : '').includes('Traceback (most recent call last)'),
+    // an executed cell's error output (a docstring's doctest example on the API page is not one)
+    traceback: document.querySelectorAll('.cell_output .traceback, .output.traceback').length > 0 ||
+      [...document.querySelectorAll('.cell_output')].some(o => o.innerText.includes('Traceback')),
     explorers: document.querySelectorAll('.salve-explorer').length,
   };
 }"""
