@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import accuracy_interval, format_interval, interval
-from .verdicts import Thresholds, Verdict, beats_null, share, specificity, weakest, within
+from .verdicts import Thresholds, Verdict, beats_null, share, specificity, weakest
 
 __all__ = ["PAPER_CLAIMS", "Measured", "claims", "judge_alpha", "judge_baseline", "judge_baselines",
            "judge_enhance", "judge_planted", "judge_planted_tower", "judge_seeds", "judge_specific",
