@@ -31,6 +31,7 @@ array([[1., 1.],
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
     from .activations import Activations
     from .sae import SparseAutoencoder
 
-__all__ = ["NULLS", "NULL_COLUMNS", "class_accuracies", "feature_ratios", "first_below", "matched_uniform",
-           "null_comparison", "null_edits", "null_grid", "permuted_ratios", "point_intervals", "target_summary"]
+__all__ = ["NULLS", "NULL_COLUMNS", "NullCounts", "class_accuracies", "feature_ratios", "first_below",
+           "matched_uniform", "null_comparison", "null_counts", "null_edits", "null_grid", "permuted_ratios",
+           "point_intervals", "target_summary", "uniform_comparison"]
 
 NULLS = ("permuted", "uniform", "others")
 DIRECTIONS = ("suppress", "enhance")
@@ -465,3 +467,176 @@ def point_intervals(curves: pd.DataFrame, points: pd.DataFrame, level: float = 0
         out.loc[i, names] = [*stats.accuracy_interval(float(own["accuracy"].iloc[0]), int(own["n"].iloc[0]), level),
                              *stats.interval(acc, n, np.mean, level), *stats.interval(acc, n, np.min, level)]
     return out
+
+
+# =========================================================================== the control chapter's counts
+
+
+@dataclass(frozen=True)
+class NullCounts:
+    """Each null target's feature against its permuted null, at its operating point and at strength 1.
+
+    Built by :func:`null_counts`; every class name is a ``dominant:<class>`` role's class.
+
+    Attributes
+    ----------
+    strength_one : the null grid's strength nearest to 1.0 (1.0 itself when the grid holds it)
+    at_point : :func:`null_comparison` of each target at its operating point, in the order of the
+        targets (a row of NaN, ``beats_permuted`` False, where the target never reaches it)
+    at_one : :func:`null_comparison` of each target at ``strength_one``, with ``before`` (the
+        target's accuracy at strength 0) and ``drop = before - target_accuracy``
+    reached : the rows of ``at_point`` whose target reaches its operating point
+    beat, not_beat : the classes of ``reached`` whose feature does / does not beat the permuted null there
+    beats_at_point, beats_at_one : per row of the operating-point table, whether the feature beats
+        the permuted null (at the point / at ``strength_one``); NaN for a class without nulls, and
+        at the point also for a class that never reaches it
+    """
+
+    strength_one: float
+    at_point: pd.DataFrame
+    at_one: pd.DataFrame
+    reached: pd.DataFrame
+    beat: list[str]
+    not_beat: list[str]
+    beats_at_point: pd.Series
+    beats_at_one: pd.Series
+
+    @property
+    def n_beat_at_one(self) -> int:
+        """How many targets beat their permuted null at ``strength_one``."""
+        return int(self.at_one["beats_permuted"].sum())
+
+
+def _role_class(roles: pd.Series) -> pd.Series:
+    """``"dominant:church"`` -> ``"church"``."""
+    return roles.str.split(":", n=1).str[1]
+
+
+def null_counts(summary: pd.DataFrame, nulls: pd.DataFrame, points: pd.DataFrame, targets: Sequence[str],
+                null_strengths: Sequence[float] | np.ndarray, level: float = 0.95) -> NullCounts:
+    """Does each target's suppressed feature beat its permuted null, at its operating point and at strength 1?
+
+    For each target ``t`` (role ``dominant:t``), :func:`null_comparison` at two strengths:
+    ``t``'s operating point ``s_t`` (``points``, the first swept strength at which ``t`` falls
+    to the target accuracy; NaN when it never does) and ``s_1 = argmin_{s in grid} |s - 1|``,
+    the null grid's strength nearest to 1. The feature *beats* its null where
+    ``acc_t(s) < q_{(1 - level)/2}`` of the permuted draws at the same ``s``; at ``s_1`` the
+    drop of the target is ``acc_t(0) - acc_t(s_1)``.
+
+    Parameters
+    ----------
+    summary : :func:`target_summary` of the suppression (and enhancement) curves
+    nulls : :func:`null_edits` computed at ``null_strengths`` for every target
+    points : :func:`~salve_utils.editing.operating_points` (or :func:`point_intervals` of it):
+        one row per class with ``class`` and ``strength``
+    targets : the classes that have nulls, each a class of ``points``
+    null_strengths : the strengths the nulls were computed at (:func:`null_grid`)
+    level : the permuted draws' central range
+
+    Returns
+    -------
+    :class:`NullCounts`
+
+    Examples
+    --------
+    >>> summary = pd.DataFrame({"feature_role": "dominant:a", "direction": "suppress", "strength": [0.0, 1.0],
+    ...                         "target_accuracy": [0.9, 0.0], "others_mean": [0.9, 0.8]})
+    >>> perm = pd.DataFrame({"feature_role": "dominant:a", "direction": "suppress", "null": "permuted",
+    ...                      "strength": 1.0, "target_accuracy": [0.5, 0.6], "others_mean": 0.5})
+    >>> counts = null_counts(summary, perm, pd.DataFrame({"class": ["a"], "strength": [1.0]}), ["a"], [0.0, 1.0])
+    >>> counts.strength_one, counts.beat, counts.not_beat, counts.at_one["drop"].tolist()
+    (1.0, ['a'], [], [0.9])
+    """
+    grid = _check_strengths(null_strengths)
+    need = {"summary": (summary, {"feature_role", "direction", "strength", "target_accuracy", "others_mean"}),
+            "nulls": (nulls, {"feature_role", "direction", "null", "strength", "target_accuracy", "others_mean"}),
+            "points": (points, {"class", "strength"})}
+    for name, (table, columns) in need.items():
+        if missing := columns - set(table.columns):
+            raise ValueError(f"{name} lacks the columns {sorted(missing)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    at_point = dict(zip(points["class"], points["strength"]))
+    if unknown := [t for t in targets if t not in at_point]:
+        raise ValueError(f"targets {unknown} have no row in points; known: {sorted(at_point)}")
+    s_one = float(grid[np.abs(grid - 1.0).argmin()])
+    vs_point = null_comparison(summary, nulls, {f"dominant:{t}": at_point[t] for t in targets}, level=level)
+    vs_one = null_comparison(summary, nulls, {f"dominant:{t}": s_one for t in targets}, level=level)
+    base = summary[(summary["direction"] == "suppress") & (summary["strength"] == 0)].set_index("feature_role")
+    if missing := sorted(set(vs_one["feature_role"]) - set(base.index)):
+        raise ValueError(f"summary has no suppression row at strength 0 (the unedited head) for {missing}")
+    before = base.loc[vs_one["feature_role"], "target_accuracy"].to_numpy()
+    vs_one = vs_one.assign(before=before, drop=before - vs_one["target_accuracy"].to_numpy())
+    reached = vs_point.dropna(subset=["target_accuracy"])
+    wins = reached["beats_permuted"].astype(bool)
+
+    def per_point(vs: pd.DataFrame) -> pd.Series:
+        return points["class"].map(dict(zip(_role_class(vs["feature_role"]), vs["beats_permuted"])))
+
+    return NullCounts(strength_one=s_one, at_point=vs_point, at_one=vs_one, reached=reached,
+                      beat=_role_class(reached["feature_role"][wins]).tolist(),
+                      not_beat=_role_class(reached["feature_role"][~wins]).tolist(),
+                      beats_at_point=per_point(vs_point).where(points["strength"].notna()),
+                      beats_at_one=per_point(vs_one))
+
+
+def uniform_comparison(acts: "Activations", compared: pd.DataFrame, points: pd.DataFrame,
+                       target_accuracy: float = 0.05, split: str = "val") -> pd.DataFrame:
+    """The feature at its operating point against the uniform direction, at the same strength and matched on the class.
+
+    For each row of ``compared`` (a :func:`null_comparison` at the targets' operating points;
+    rows without a target accuracy, the targets that never get there, are left out) the
+    feature at its point ``s_t`` is set beside two uniform edits (``r_j = 1``, a pure change of
+    logit scale ``logits(s) = (1 - s)₊ A Wᵀ + b``):
+
+    * at the same strength ``s_t`` (``uniform``, ``uniform_others_mean``, from the null table),
+      which suppresses the class at least as much where ``uniform <= target_accuracy`` of the
+      feature (``uniform_as_much``) — trivially so from ``s_t >= 1`` on (``past_one``), where
+      the uniform edit has zeroed the head;
+    * matched on the class (:func:`matched_uniform`): at the first strength ``s_u`` where the
+      uniform edit brings the class to ``<= target_accuracy`` (``matched_strength``), the
+      other classes keep ``matched_others_mean`` and ``matched_others_worst`` (NaN if it never does).
+
+    The feature leaves the others more on average where ``others_mean > matched_others_mean``
+    (``more_on_average``), more at worst where ``others_worst > matched_others_worst``
+    (``more_at_worst``; ``others_worst`` is the feature's, from ``points``), a NaN match
+    counting as -1 (the feature wins); ``more_specific`` is both.
+
+    Parameters
+    ----------
+    acts : cached activations with the head (for :func:`matched_uniform`)
+    compared : :func:`null_comparison` at the operating points (e.g. ``NullCounts.at_point``)
+    points : the operating-point table: ``class`` and ``others_worst``
+    target_accuracy : the accuracy that counts as suppressed (the operating points' threshold)
+    split : the activations' split
+
+    Returns
+    -------
+    ``compared``'s reached rows (its columns, in its order) with ``class``, ``others_worst``,
+    ``uniform_as_much``, ``past_one``, ``matched_strength``, ``matched_others_mean``,
+    ``matched_others_worst``, ``more_on_average``, ``more_at_worst``, ``more_specific``.
+    """
+    need = {"feature_role", "strength", "target_accuracy", "others_mean", "uniform"}
+    if missing := need - set(compared.columns):
+        raise ValueError(f"compared lacks the columns {sorted(missing)} (pass a null_comparison table)")
+    if missing := {"class", "others_worst"} - set(points.columns):
+        raise ValueError(f"points lacks the columns {sorted(missing)} (pass editing.operating_points)")
+    if not 0.0 <= target_accuracy <= 1.0:
+        raise ValueError(f"target_accuracy must lie in [0, 1], got {target_accuracy!r}")
+    done = compared.dropna(subset=["target_accuracy"])
+    classes = [r.split(":", 1)[1] for r in done["feature_role"]]
+    if unknown := sorted(set(classes) - set(points["class"])):
+        raise ValueError(f"classes {unknown} have no row in points")
+    matched = matched_uniform(acts, classes, target_accuracy, split=split).set_index("feature_role")
+    matched = matched.loc[done["feature_role"]]
+    own_worst = points.set_index("class").loc[classes, "others_worst"].to_numpy()
+    better_mean = done["others_mean"].to_numpy() > matched["others_mean"].fillna(-1).to_numpy()
+    better_worst = own_worst > matched["others_worst"].fillna(-1).to_numpy()
+    return done.assign(**{"class": classes}, others_worst=own_worst,
+                       uniform_as_much=(done["uniform"] <= done["target_accuracy"]).to_numpy(),
+                       past_one=(done["strength"] >= 1).to_numpy(),
+                       matched_strength=matched["strength"].to_numpy(),
+                       matched_others_mean=matched["others_mean"].to_numpy(),
+                       matched_others_worst=matched["others_worst"].to_numpy(),
+                       more_on_average=better_mean, more_at_worst=better_worst,
+                       more_specific=better_mean & better_worst)

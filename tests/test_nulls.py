@@ -195,3 +195,68 @@ def test_matched_uniform_is_the_uniform_null_on_a_fine_grid(setup):
     np.testing.assert_allclose(got["strength"].to_numpy(), want["strength"].to_numpy())
     np.testing.assert_allclose(got["others_mean"].to_numpy(), want["others_mean"].to_numpy())
     assert nulls.matched_uniform(acts, [], 0.3).empty
+
+
+def _counting_tables():
+    """Three targets with nulls on the grid (0, 0.9, 2): a reaches its point at 0.9, b at 2, c never; d has no nulls."""
+    grid, perm = [0.0, 0.9, 2.0], np.linspace(0.2, 0.6, 41)  # the permuted draws' 2.5% quantile is 0.21
+    feature = {"a": [0.8, 0.1, 0.0], "b": [0.8, 0.5, 0.3], "c": [0.8, 0.05, 0.4]}
+    summary = pd.DataFrame([{"feature_role": f"dominant:{t}", "direction": "suppress", "strength": s,
+                             "target_accuracy": v, "others_mean": 0.9} for t, acc in feature.items()
+                            for s, v in zip(grid, acc)])
+    table = pd.DataFrame([{"feature_role": f"dominant:{t}", "direction": "suppress", "null": "permuted", "draw": d,
+                           "strength": s, "target_accuracy": v, "others_mean": 0.5}
+                          for t in feature for s in grid for d, v in enumerate(perm)])
+    points = pd.DataFrame({"class": ["a", "b", "c", "d"], "strength": [0.9, 2.0, np.nan, 0.9]})
+    return summary, table, points, grid
+
+
+def test_null_counts_known_answer():
+    summary, table, points, grid = _counting_tables()
+    counts = nulls.null_counts(summary, table, points, ["a", "b", "c"], grid)
+    assert counts.strength_one == 0.9  # the grid point nearest 1
+    assert counts.beat == ["a"] and counts.not_beat == ["b"]  # 0.1 < 0.21 <= 0.3; c never reaches its point
+    assert counts.reached["feature_role"].tolist() == ["dominant:a", "dominant:b"]
+    assert counts.at_point["strength"].tolist()[:2] == [0.9, 2.0] and np.isnan(counts.at_point["strength"].iloc[2])
+    assert counts.beats_at_point.tolist()[:2] == [True, False] and counts.beats_at_point.iloc[2:].isna().all()
+    assert counts.beats_at_one.tolist()[:3] == [True, False, True] and np.isnan(counts.beats_at_one.iloc[3])
+    assert counts.n_beat_at_one == 2
+    np.testing.assert_allclose(counts.at_one["drop"], [0.7, 0.3, 0.75])  # accuracy at 0 minus at 0.9
+
+
+def test_null_counts_refuses_bad_inputs():
+    summary, table, points, grid = _counting_tables()
+    with pytest.raises(ValueError, match=r"targets \['e'\] have no row in points"):
+        nulls.null_counts(summary, table, points, ["a", "e"], grid)
+    with pytest.raises(ValueError, match="points lacks the columns"):
+        nulls.null_counts(summary, table, points.drop(columns="strength"), ["a"], grid)
+    with pytest.raises(ValueError, match="strength 0"):
+        nulls.null_counts(summary[summary["strength"] > 0], table, points, ["a"], grid)
+    with pytest.raises(ValueError, match="increasing"):
+        nulls.null_counts(summary, table, points, ["a"], grid[::-1])
+
+
+def test_uniform_comparison_pairs_each_class_with_its_own_match(setup):
+    acts = setup[0]
+    big = acts.classes[int(acts.bias.argmax())]  # from strength 1 the uniform edit sends every image there
+    rest = [c for c in acts.classes if c != big]
+    order = [rest[1], big, rest[0]]  # not in label order: each match must follow its row
+    compared = pd.DataFrame({"feature_role": [f"dominant:{c}" for c in [*order, rest[2]]],
+                             "strength": [0.5, 1.5, 1.0, np.nan], "target_accuracy": [0.1, 0.0, 0.2, np.nan],
+                             "others_mean": [1.0, 0.0, 0.0, np.nan], "uniform": [0.1, 0.3, 0.0, np.nan]})
+    points = pd.DataFrame({"class": order[::-1] + [rest[2]], "others_worst": [0.0, 0.0, 1.0, 0.5]})
+    out = nulls.uniform_comparison(acts, compared, points, 0.3)
+    assert out["class"].tolist() == order  # the class that never reaches its point is left out
+    want = nulls.matched_uniform(acts, order, 0.3).set_index("feature_role").loc[compared["feature_role"][:3]]
+    np.testing.assert_array_equal(out["matched_others_mean"], want["others_mean"])
+    assert np.isnan(out["matched_strength"].iloc[1]) and out["matched_strength"].iloc[[0, 2]].between(0, 1).all()
+    assert out["others_worst"].tolist() == [1.0, 0.0, 0.0]  # the feature's own, from points
+    assert out["more_on_average"].tolist() == [True, True, False]  # a missing match counts as -1
+    assert out["more_at_worst"].tolist() == [True, True, False]
+    assert out["more_specific"].tolist() == [True, True, False]
+    assert out["past_one"].tolist() == [False, True, True]
+    assert out["uniform_as_much"].tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="no row in points"):
+        nulls.uniform_comparison(acts, compared, points.iloc[1:], 0.3)
+    with pytest.raises(ValueError, match="compared lacks the columns"):
+        nulls.uniform_comparison(acts, compared.drop(columns="uniform"), points, 0.3)
