@@ -45,15 +45,18 @@ __all__ = [
     "Match",
     "RomeStyle",
     "Salve",
+    "SpecificityCounts",
     "Steering",
     "ZeroRow",
     "match_efficacy",
     "methods_for_class",
     "most_specific",
+    "never_lowered",
     "rome_edit",
     "rome_suppress",
     "salve_goals",
     "second_moment",
+    "specificity_counts",
     "steer_activations",
     "summarize_methods",
     "tradeoff",
@@ -492,6 +495,12 @@ def salve_goals(curves: pd.DataFrame, target_accuracy: float) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("class", ignore_index=True)
 
 
+def _method_key(name: str) -> tuple[int, str]:
+    """Sort key of a method's name: the order of :data:`METHODS`, then unknown names alphabetically."""
+    order = {m.name: i for i, m in enumerate(METHODS)}
+    return order.get(name, len(order)), name
+
+
 def summarize_methods(table: pd.DataFrame) -> pd.DataFrame:
     """Per method (in the order of :data:`METHODS`), over the classes of a matched-efficacy table.
 
@@ -507,9 +516,8 @@ def summarize_methods(table: pd.DataFrame) -> pd.DataFrame:
     need = {"method", "matched", "others_worst", "others_mean", "edit_size"}
     if missing := need - set(table.columns):
         raise ValueError(f"table lacks the columns {sorted(missing)}")
-    order = {m.name: i for i, m in enumerate(METHODS)}
     rows = []
-    for method, sub in sorted(table.groupby("method"), key=lambda g: (order.get(g[0], len(order)), g[0])):
+    for method, sub in sorted(table.groupby("method"), key=lambda g: _method_key(g[0])):
         hit = sub[sub["matched"].astype(bool)]
         rows.append({"method": method, "reached": len(hit), "classes": len(sub),
                      "median_others_worst": float(hit["others_worst"].median()) if len(hit) else math.nan,
@@ -712,3 +720,137 @@ def most_specific(table: pd.DataFrame, method: str = "SALVE") -> pd.DataFrame:
             verdict = "tied"
         rows.append({"class": cls, "verdict": verdict, "runner_up": runner_up})
     return pd.DataFrame(rows, columns=["class", "verdict", "runner_up"])
+
+
+# =========================================================================== the chapter's counts
+
+
+def never_lowered(goals: pd.DataFrame, curves: pd.DataFrame, tol: float = 1e-9) -> pd.Series:
+    """Per class of ``goals``: does SALVE never lower it, its goal not below its unedited accuracy?
+
+    ``never_t = goal_t >= acc_t(0) - tol``, with ``acc_t(0)`` the class's own accuracy at strength 0
+    of its dominant feature's suppression curve (the unedited head). Such a class is matched by every
+    method at ``s = 0`` and says nothing about specificity: the chapter sets it aside.
+
+    Parameters
+    ----------
+    goals : :func:`salve_goals` (``class``, ``goal_accuracy``)
+    curves : the control chapter's suppression curves (``feature_role, direction, strength, class,
+        accuracy``), of one node
+    tol : slack for the stored, rounded accuracies
+
+    Returns
+    -------
+    Boolean Series aligned with ``goals`` (its index), named ``never_lowered``.
+
+    Examples
+    --------
+    >>> curves = pd.DataFrame({"feature_role": ["dominant:a", "dominant:b"], "direction": "suppress",
+    ...                        "strength": 0.0, "class": ["a", "b"], "accuracy": [0.9, 0.5]})
+    >>> goals = pd.DataFrame({"class": ["a", "b"], "goal_accuracy": [0.04, 0.5]})
+    >>> never_lowered(goals, curves).tolist()
+    [False, True]
+    """
+    if missing := {"class", "goal_accuracy"} - set(goals.columns):
+        raise ValueError(f"goals lack the columns {sorted(missing)} (pass salve_goals(...))")
+    if missing := {"feature_role", "direction", "strength", "class", "accuracy"} - set(curves.columns):
+        raise ValueError(f"curves lack the columns {sorted(missing)}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    unedited = curves[(curves["direction"] == "suppress") & (curves["strength"] == 0)
+                      & (curves["feature_role"] == "dominant:" + curves["class"])].set_index("class")["accuracy"]
+    if not unedited.index.is_unique:
+        raise ValueError("curves hold several unedited rows per class: pass the curves of one node")
+    if missing := sorted(set(goals["class"]) - set(unedited.index)):
+        raise ValueError(f"curves have no unedited accuracy (strength 0 of 'dominant:<class>') for {missing}")
+    never = goals["goal_accuracy"].to_numpy() >= goals["class"].map(unedited).to_numpy() - tol
+    return pd.Series(never, index=goals.index, name="never_lowered")
+
+
+@dataclass(frozen=True)
+class SpecificityCounts:
+    """What the baselines chapter counts: where each goal comes from, and how often SALVE is the most specific.
+
+    Built by :func:`specificity_counts`.
+
+    Attributes
+    ----------
+    from_point : classes whose goal is SALVE's operating point
+    lowest : classes whose goal is the lowest accuracy of SALVE's sweep (and that SALVE lowers)
+    never : classes SALVE never lowers (:func:`never_lowered`): set aside
+    judged : how many classes of the verdicts are judged (not set aside)
+    verdict_counts : :func:`most_specific` verdict -> number of judged classes, most frequent first
+    reached : judged classes where SALVE reaches its goal (verdict other than "not matched")
+    most_specific : judged classes where SALVE is the most specific, ties included (best, tied or only)
+    clearly_better : per other method (in the order of :data:`METHODS`), the judged classes SALVE reaches
+        where that method reaches the goal too and its worst-other interval lies entirely above SALVE's
+    at_point : judged classes whose goal is an operating point
+    most_specific_at_point : of those, where SALVE is the most specific, ties included
+    """
+
+    from_point: list[str]
+    lowest: list[str]
+    never: list[str]
+    judged: int
+    verdict_counts: dict[str, int]
+    reached: int
+    most_specific: int
+    clearly_better: dict[str, int]
+    at_point: int
+    most_specific_at_point: int
+
+
+def specificity_counts(goals: pd.DataFrame, curves: pd.DataFrame, matched: pd.DataFrame, verdicts: pd.DataFrame,
+                       method: str = "SALVE", tol: float = 1e-9) -> SpecificityCounts:
+    """Counts of the matched-efficacy comparison, with the classes ``method`` never lowers set aside.
+
+    The judged classes are those of ``verdicts`` that :func:`never_lowered` does not set aside.
+    Over them, ``method`` is *the most specific* where its :func:`most_specific` verdict is best,
+    tied or only, and another method ``m`` is *clearly better* on class ``t`` where both reach the
+    goal and ``lo_m(t) > hi_method(t)`` for the worst other class's bootstrap interval
+    ``[others_worst_lo, others_worst_hi]``.
+
+    Parameters
+    ----------
+    goals : :func:`salve_goals` (``class``, ``goal_accuracy``, ``source``), one row per class compared
+    curves : the control chapter's suppression curves of one node (for :func:`never_lowered`)
+    matched : the matched-efficacy table, one :meth:`Match.summary` row per class and method
+    verdicts : :func:`most_specific` of ``matched`` for ``method``
+    method : the method judged; tol : as in :func:`never_lowered`
+
+    Returns
+    -------
+    :class:`SpecificityCounts`
+    """
+    if missing := {"class", "goal_accuracy", "source"} - set(goals.columns):
+        raise ValueError(f"goals lack the columns {sorted(missing)} (pass salve_goals(...))")
+    if missing := {"class", "method", "matched", "others_worst_lo", "others_worst_hi"} - set(matched.columns):
+        raise ValueError(f"matched lacks the columns {sorted(missing)}")
+    if missing := {"class", "verdict"} - set(verdicts.columns):
+        raise ValueError(f"verdicts lack the columns {sorted(missing)} (pass most_specific(...))")
+    own = matched[matched["method"] == method]
+    if own.empty or not own["class"].is_unique:
+        raise ValueError(f"matched must hold one row of method {method!r} per class; "
+                         f"methods: {sorted(matched['method'].unique())}")
+    from_point = goals["source"] == "operating point"
+    unlowered = never_lowered(goals, curves, tol).to_numpy()
+    never = goals.loc[unlowered, "class"].tolist()
+    judged = verdicts[~verdicts["class"].isin(never)]
+    counts = judged["verdict"].value_counts()
+    ties = {"best", "tied", "only"}
+    own = own.set_index("class")
+    rivals = matched[(matched["method"] != method) & matched["matched"].astype(bool)
+                     & matched["class"].isin(judged["class"])]
+    clearly = rivals[rivals["others_worst_lo"].to_numpy() > rivals["class"].map(own["others_worst_hi"]).to_numpy()]
+    clearly = clearly[clearly["class"].map(own["matched"]).astype(bool)]
+    at_point = judged[judged["class"].isin(goals.loc[from_point, "class"])]
+    return SpecificityCounts(
+        from_point=goals.loc[from_point, "class"].tolist(),
+        lowest=goals.loc[~from_point & ~unlowered, "class"].tolist(),
+        never=never, judged=len(judged),
+        verdict_counts={v: int(n) for v, n in counts.items()},
+        reached=int((judged["verdict"] != "not matched").sum()),
+        most_specific=int(counts.get("best", 0) + counts.get("tied", 0) + counts.get("only", 0)),
+        clearly_better={m: int((clearly["method"] == m).sum())
+                        for m in sorted(matched["method"].unique(), key=_method_key) if m != method},
+        at_point=len(at_point), most_specific_at_point=int(at_point["verdict"].isin(ties).sum()))

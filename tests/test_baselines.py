@@ -349,3 +349,52 @@ def test_methods_for_class_builds_the_four_methods(data):
     goal = bl.tradeoff(methods[0], acts, labels, [2.0])["target_accuracy"].iloc[0]
     m = bl.match_efficacy(methods[0], acts, labels, float(goal), np.linspace(0, 3.0, 7))
     assert m.matched and m.strength <= 2.0 + 1e-12 and m.accuracy[1] <= goal
+
+
+def _chapter_tables():
+    """Four classes: a and d from an operating point, b from the lowest of its sweep, c never lowered."""
+    goals = pd.DataFrame({"class": ["a", "b", "c", "d"], "goal_accuracy": [0.04, 0.3, 0.9, 0.0],
+                          "source": ["operating point", "lowest in sweep", "lowest in sweep", "operating point"]})
+    unedited = {"a": 0.8, "b": 0.7, "c": 0.9 + 1e-12, "d": 0.6}  # c: its goal is its unedited accuracy, as stored
+    rows = [{"feature_role": f"dominant:{c}", "direction": "suppress", "strength": 0.0, "class": c, "accuracy": acc}
+            for c, acc in unedited.items()]
+    rows += [{"feature_role": "dominant:a", "direction": "suppress", "strength": 0.0, "class": "c", "accuracy": 0.99},
+             {"feature_role": "dominant:c", "direction": "enhance", "strength": 0.0, "class": "c", "accuracy": 0.99},
+             {"feature_role": "dominant:c", "direction": "suppress", "strength": 1.0, "class": "c", "accuracy": 0.99}]
+    matched = _table([
+        ("a", "SALVE", True, 0.55, 0.5, 0.6), ("a", "steering", True, 0.75, 0.7, 0.8),  # steering clearly above
+        ("a", "zero row", True, 0.6, 0.55, 0.65),                                         # overlaps: not clearly
+        ("b", "SALVE", True, 0.65, 0.6, 0.7), ("b", "steering", True, 0.35, 0.3, 0.4),
+        ("b", "zero row", False, 0.95, 0.9, 1.0),                                         # not matched: no rival
+        ("c", "SALVE", True, 0.55, 0.5, 0.6), ("c", "steering", True, 0.85, 0.8, 0.9),    # set aside
+        ("d", "SALVE", False, 0.15, 0.1, 0.2), ("d", "steering", True, 0.55, 0.5, 0.6),   # SALVE does not reach it
+    ])
+    return goals, pd.DataFrame(rows), matched
+
+
+def test_never_lowered_compares_each_goal_with_its_own_unedited_accuracy():
+    goals, curves, _ = _chapter_tables()
+    assert bl.never_lowered(goals, curves).tolist() == [False, False, True, False]
+    assert bl.never_lowered(goals, curves, tol=0.0).tolist() == [False] * 4  # 0.9 < 0.9 + 1e-12 without slack
+    with pytest.raises(ValueError, match=r"no unedited accuracy .* \['d'\]"):
+        bl.never_lowered(goals, curves[curves["class"] != "d"])
+    with pytest.raises(ValueError, match="one node"):
+        bl.never_lowered(goals, pd.concat([curves, curves]))
+    with pytest.raises(ValueError, match="goals lack the columns"):
+        bl.never_lowered(goals.drop(columns="goal_accuracy"), curves)
+
+
+def test_specificity_counts_set_aside_and_count_by_hand():
+    goals, curves, matched = _chapter_tables()
+    verdicts = bl.most_specific(matched)
+    assert verdicts["verdict"].tolist() == ["worse", "best", "worse", "not matched"]
+    counts = bl.specificity_counts(goals, curves, matched, verdicts)
+    assert (counts.from_point, counts.lowest, counts.never) == (["a", "d"], ["b"], ["c"])
+    assert counts.judged == 3 and counts.verdict_counts == {"worse": 1, "best": 1, "not matched": 1}
+    assert counts.reached == 2 and counts.most_specific == 1  # a and b are reached; b is the best
+    assert counts.clearly_better == {"steering": 1, "zero row": 0}  # on a; c is set aside, SALVE misses d
+    assert counts.at_point == 2 and counts.most_specific_at_point == 0
+    with pytest.raises(ValueError, match="one row of method 'ROME-style'"):
+        bl.specificity_counts(goals, curves, matched, verdicts, method="ROME-style")
+    with pytest.raises(ValueError, match="verdicts lack the columns"):
+        bl.specificity_counts(goals, curves, matched, verdicts.drop(columns="verdict"))
