@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .gradfam import latent_target
 from .runtime import default_device
 
-__all__ = ["activation_maximization", "feature_gallery", "maximize"]
+__all__ = ["activation_maximization", "feature_gallery", "gallery_scores", "maximize"]
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 
@@ -310,3 +310,57 @@ def feature_gallery(
         return z[torch.arange(len(feats), device=z.device), feats.to(z.device)] * sgn.to(z.device)
 
     return maximize(model, objective, n=len(feats), **kwargs)
+
+
+@torch.no_grad()
+def gallery_scores(model: nn.Module, sae: object, images: torch.Tensor, features: Sequence[int],
+                   signs: Sequence[float] | None = None) -> pd.DataFrame:
+    """Did the optimisation work? Each feature's signed latent on its own image and on a plain grey image.
+
+    For image ``x_i`` of a gallery (:func:`feature_gallery`) and its feature ``l_i``, without
+    the random transforms of the optimisation::
+
+        score_i = sign_i · z_{l_i}(a(x_i)),    grey_i = sign_i · z_{l_i}(a(g)),    g = 1/2 everywhere
+
+    ``g`` is the image every optimisation starts close to (the mean of the parameterisation).
+    An image excites its feature where ``score_i > grey_i``; where it does not, the image says
+    nothing about the feature. ``model`` and ``sae`` are evaluated on the devices they are on.
+
+    Parameters
+    ----------
+    model : a :class:`~salve_utils.models.SalveNet` (anything with ``features(x)`` and parameters)
+    sae : anything with ``encode(a) -> z`` of shape ``(N, d)`` and parameters
+    images : ``(n, 3, H, W)`` float images in ``[0, 1]``, image ``i`` optimised for ``features[i]``
+    features : ``n`` latent indices
+    signs : ``n`` values +1 / -1 (default +1): the sign each image was optimised for
+
+    Returns
+    -------
+    DataFrame with one row per image: ``feature``, ``sign``, ``score``, ``grey``, ``above_grey``.
+
+    Examples
+    --------
+    >>> scores = gallery_scores(model, sae, images, [3, 17], signs=[1, -1])  # doctest: +SKIP
+    >>> int(scores["above_grey"].sum())                                       # doctest: +SKIP
+    2
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 or not len(images) or \
+            not images.is_floating_point():
+        raise ValueError(f"images must be a non-empty float tensor (n, 3, H, W), "
+                         f"got {getattr(images, 'shape', type(images))}")
+    feats = torch.as_tensor(list(features), dtype=torch.long)
+    if feats.shape != (len(images),) or (feats < 0).any():
+        raise ValueError(f"features must hold one non-negative latent index per image ({len(images)}), "
+                         f"got {features!r}")
+    sgn = torch.ones(len(feats)) if signs is None else torch.tensor([float(s) for s in signs])
+    if sgn.shape != feats.shape or not torch.all(sgn.abs() == 1):
+        raise ValueError(f"signs must hold one +1 or -1 per image, got {signs!r}")
+    device, sae_device = next(model.parameters()).device, next(sae.parameters()).device
+    z_image = sae.encode(model.features(images.to(device)).to(sae_device)).cpu()
+    z_grey = sae.encode(model.features(torch.full_like(images[:1], 0.5).to(device)).to(sae_device)).cpu()[0]
+    if int(feats.max()) >= z_image.shape[1]:
+        raise ValueError(f"features must lie in [0, {z_image.shape[1]}), got {features!r}")
+    score = (z_image[torch.arange(len(feats)), feats] * sgn).numpy()
+    grey = (z_grey[feats] * sgn).numpy()
+    return pd.DataFrame({"feature": feats.numpy(), "sign": sgn.numpy(), "score": score, "grey": grey,
+                         "above_grey": score > grey})

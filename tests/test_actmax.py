@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from salve_utils.actmax import activation_maximization, maximize
+from salve_utils.actmax import activation_maximization, gallery_scores, maximize
 from salve_utils.gradfam import class_target, latent_target
 from salve_utils.models import build_model
 from salve_utils.sae import SparseAutoencoder
@@ -74,3 +75,31 @@ def test_bad_arguments_raise(resnet, sae, kwargs, name):
     kwargs = {"feature": 0, **FAST, "steps": 1, **kwargs}
     with pytest.raises(ValueError, match=name):
         activation_maximization(resnet, sae, **kwargs)
+
+
+def test_gallery_scores_are_each_images_signed_latent_against_grey(tiny_model):
+    model, images, sae = tiny_model
+    out = gallery_scores(model, sae, images, [2, 5, 2], signs=[1, -1, -1])
+    with torch.no_grad():
+        z = torch.cat([sae.encode(model.features(x[None])) for x in images])  # one image at a time
+        grey = sae.encode(model.features(torch.full((1, 3, 32, 32), 0.5)))[0]
+    np.testing.assert_allclose(out["score"], [z[0, 2], -z[1, 5], -z[2, 2]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["grey"], [grey[2], -grey[5], -grey[2]], rtol=1e-5, atol=1e-6)
+    assert out["above_grey"].tolist() == (out["score"] > out["grey"]).tolist()
+    assert out[["feature", "sign"]].values.tolist() == [[2, 1], [5, -1], [2, -1]]
+    # the grey image the optimisation starts from does not count as raising its feature
+    assert not gallery_scores(model, sae, torch.full((1, 3, 32, 32), 0.5), [4])["above_grey"].item()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"features": [1, 2]}, "one non-negative latent index per image"),
+    ({"features": [1, 2, -1]}, "one non-negative latent index per image"),
+    ({"features": [1, 2, 8]}, r"features must lie in \[0, 8\)"),
+    ({"signs": [1, 0.5, 1]}, "one \\+1 or -1 per image"),
+    ({"images": torch.rand(3, 32, 32)}, "float tensor"),
+])
+def test_gallery_scores_refuse_bad_inputs(tiny_model, kwargs, match):
+    model, images, sae = tiny_model
+    args = {"images": images, "features": [1, 2, 3], "signs": None, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        gallery_scores(model, sae, **args)
