@@ -12,8 +12,10 @@ whose numbers must be reproducible pins it.
 
 The timing is only as good as the machine is quiet: on a 2-core machine shared with
 other jobs, bf16 suffered more from the contention than fp32 and lost, although it
-won when the machine was idle. Each cache entry records the load average it was
-measured under; delete ``precision.json`` (or its entry) to measure again.
+won when the machine was idle. So a measurement taken while the load average
+exceeds the core count serves its run but is not cached; each cache entry records
+the load average it was measured under. Delete ``precision.json`` (or an entry) to
+measure again.
 
 >>> choice = choose("fp32", {"task": "train"}, measure=None)  # pinned: nothing is measured
 >>> choice.precision, choice.source
@@ -58,8 +60,9 @@ class PrecisionChoice:
     Attributes
     ----------
     precision : ``"fp32"`` or ``"bf16"``
-    source : ``"pinned"`` (given by the caller), ``"measured"`` (timed now),
-        ``"cached"`` (timed earlier on this machine for this workload),
+    source : ``"pinned"`` (given by the caller), ``"measured"`` (timed now and
+        cached), ``"measured on a busy machine, not cached"``, ``"cached"`` (timed
+        earlier on this machine for this workload),
         ``"only candidate"`` (the device offers fp32 only) or ``"legacy rule"``
         (a checkpoint trained under the old capability rule, see :func:`legacy_auto_precision`)
     img_per_s : measured throughput of every candidate (empty unless measured or cached)
@@ -204,10 +207,12 @@ def choose(requested: str, workload: dict[str, Any], measure: Callable[[list[str
         return PrecisionChoice(entry["precision"], "cached", {p: entry["img_per_s"][p] for p in options})
     if measure is None:
         raise ValueError("precision='auto' needs a measure function to time the candidates")
-    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # a busy machine times badly
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     measured = measure(options)
     rates = {p: round(float(measured[p]), 1) for p in options}
     best = max(rates, key=rates.get)
+    if load is not None and load > (os.cpu_count() or 1):  # other jobs ran: good for this run, not to remember
+        return PrecisionChoice(best, "measured on a busy machine, not cached", rates)
     cache = _read_cache()  # another process may have written meanwhile
     cache[name] = {"precision": best, "img_per_s": rates, "key": key, "load_average": load,
                    "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

@@ -30,6 +30,7 @@ def timed(monkeypatch):
         return {p: rates[p] for p in precisions}
 
     monkeypatch.setattr(precision, "candidates", lambda device: ["fp32", "bf16"])
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (0.5, 0.5, 0.5))  # a quiet machine
     monkeypatch.setattr(models, "train_step_images_per_second", fake)
     return calls, rates
 
@@ -66,6 +67,18 @@ def test_auto_measures_picks_the_faster_and_caches_it(planted_small, timed) -> N
 
     models.choose_training_precision(model, replace(config, train_size=24), "cpu")
     assert len(calls) == 4  # another input size is another workload
+
+
+def test_a_measurement_on_a_busy_machine_is_used_but_not_cached(planted_small, timed, monkeypatch) -> None:
+    calls, _ = timed
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    train, _, config = _tiny(planted_small, "auto")
+    model = models.build_model("resnet18", train.classes, image_size=32, stem="cifar")
+    choice = models.choose_training_precision(model, config, "cpu")
+    assert choice.precision == "fp32" and choice.source == "measured on a busy machine, not cached"
+    assert not (cache_dir() / precision.CACHE_FILE).exists()
+    models.choose_training_precision(model, config, "cpu")
+    assert len(calls) == 4  # measured again
 
 
 def test_auto_is_resolved_before_the_cache_key_and_recorded(planted_small, timed) -> None:
