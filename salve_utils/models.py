@@ -63,6 +63,8 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHECKPOINT_FORMAT = "salve-backbone/1"
+#: Images per step when ``precision="auto"`` times the training step (small: the timing takes seconds).
+PROBE_BATCH = 32
 
 #: Architectures and their default keyword arguments.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -366,7 +368,7 @@ def _train_step(model: SalveNet, opt: torch.optim.Optimizer, x: torch.Tensor, y:
 
 
 def train_step_images_per_second(model: SalveNet, config: TrainConfig, precisions: list[str],
-                                 device: str | torch.device | None = "auto", batch: int = 32,
+                                 device: str | torch.device | None = "auto", batch: int = PROBE_BATCH,
                                  repeats: int = 3) -> dict[str, float]:
     """Images per second of :func:`train`'s step in each of ``precisions``, on a copy of ``model``.
 
@@ -403,7 +405,7 @@ def choose_training_precision(model: SalveNet, config: TrainConfig,
     """
     device = default_device(device)
     workload = {"task": "train", "arch": model.arch, "arch_kwargs": model.arch_kwargs,
-                "size": config.train_size, "batch": min(32, config.batch_size), "optimizer": config.optimizer}
+                "size": config.train_size, "batch": min(PROBE_BATCH, config.batch_size), "optimizer": config.optimizer}
     return choose(config.precision, workload,
                   lambda options: train_step_images_per_second(model, config, options, device), device)
 
