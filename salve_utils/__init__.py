@@ -5,6 +5,7 @@ One module per stage of the method (Flovik, ICLR 2026):
 =================  ===========================================================
 ``data``           Imagenette, CIFAR-100, the synthetic planted-parts set
 ``models``         ResNet-18 / ViT backbones, training, evaluation
+``precision``      fp32 or bf16 chosen by measurement; training time estimates
 ``activations``    a(x), the input of the final linear layer, cached
 ``sae``            the sparse autoencoder  L = ||A - Â||² + λ||Z||₁
 ``features``       class-mean latents μ_k, dominant and shared features, the Tower

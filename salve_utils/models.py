@@ -21,10 +21,11 @@ True
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,6 +37,7 @@ import torchvision
 from tqdm.auto import tqdm
 
 from .data import ImageSet, batches, center_resize, random_resized_crop_flip
+from .precision import PrecisionChoice, autocast, choose, images_per_second, legacy_auto_precision
 from .runtime import atomic_path, cache_dir, default_device, hash_json, load_artifact, torch_load
 
 __all__ = [
@@ -45,6 +47,8 @@ __all__ = [
     "TrainConfig",
     "build_model",
     "check_setup",
+    "checkpoint_path",
+    "choose_training_precision",
     "evaluate",
     "per_class_accuracy",
     "load_model",
@@ -52,12 +56,15 @@ __all__ = [
     "save_model",
     "train",
     "train_or_load",
+    "train_step_images_per_second",
     "training_seconds",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHECKPOINT_FORMAT = "salve-backbone/1"
+#: Images per step when ``precision="auto"`` times the training step (small: the timing takes seconds).
+PROBE_BATCH = 32
 
 #: Architectures and their default keyword arguments.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -287,7 +294,7 @@ class TrainConfig:
     eval_size: int = 160
     crop_scale: float = 0.25  # smallest crop area of random-resized-crop
     grad_clip: float = 0.0  # 0 = off
-    precision: str = "auto"  # "auto" (bf16 where fast) | "bf16" | "fp32"
+    precision: str = "auto"  # "auto" (fp32 or bf16, whichever trains faster here: measured) | "bf16" | "fp32"
     eval_every: int = 1  # validate every this many epochs (and always after the last)
     seed: int = 0
 
@@ -328,14 +335,6 @@ def _lr_factor(config: TrainConfig, step: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (t - start) / (1 - start)))
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    if precision == "auto" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -346,6 +345,85 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
 
 
+def _channels_last(model: SalveNet, device: torch.device) -> bool:
+    """Train in channels-last memory layout? On CUDA, and for convolutional nets on a CPU."""
+    return device.type == "cuda" or model.arch == "resnet18"
+
+
+def _train_step(model: SalveNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                config: TrainConfig, device: torch.device, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch: forward in ``precision``, label-smoothed loss, backward, step.
+
+    Returns ``(loss, logits)``, detached.
+    """
+    with autocast(device, precision):
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    opt.step()
+    return loss.detach(), logits.detach()
+
+
+def train_step_images_per_second(model: SalveNet, config: TrainConfig, precisions: list[str],
+                                 device: str | torch.device | None = "auto", batch: int = PROBE_BATCH,
+                                 repeats: int = 3) -> dict[str, float]:
+    """Images per second of :func:`train`'s step in each of ``precisions``, on a copy of ``model``.
+
+    The step is the real one (forward in the precision, loss, backward, the
+    configured optimiser, channels-last where :func:`train` uses it) on random
+    images at ``config.train_size``, ``min(batch, config.batch_size)`` per step,
+    timed by :func:`salve_utils.precision.images_per_second` (two warm-up steps,
+    then ``repeats`` interleaved rounds, the fastest kept). It takes seconds;
+    augmentation and bookkeeping, the same in every precision, are left out, and
+    ``model`` itself is untouched.
+    """
+    device = default_device(device)
+    probe = copy.deepcopy(model).to(device).train()
+    batch = min(batch, config.batch_size)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, config.train_size, config.train_size, generator=gen).to(device)
+    y = torch.randint(0, len(model.classes), (batch,), generator=gen).to(device)
+    if _channels_last(probe, device):
+        probe.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = _optimizer(probe, config)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    steps = {p: (lambda p=p: _train_step(probe, opt, x, y, config, device, p)) for p in precisions}
+    return images_per_second(steps, batch, warmup=2, repeats=repeats, sync=sync)
+
+
+def choose_training_precision(model: SalveNet, config: TrainConfig,
+                              device: str | torch.device | None = "auto") -> PrecisionChoice:
+    """The precision :func:`train` runs ``config`` in: pinned as given, or for ``"auto"`` the faster one here.
+
+    ``"auto"`` times :func:`train_step_images_per_second` in every candidate
+    precision once per machine and workload (architecture, options, train size,
+    optimiser) and caches the winner (see :func:`salve_utils.precision.choose`).
+    """
+    device = default_device(device)
+    workload = {"task": "train", "arch": model.arch, "arch_kwargs": model.arch_kwargs,
+                "size": config.train_size, "batch": min(PROBE_BATCH, config.batch_size), "optimizer": config.optimizer}
+    return choose(config.precision, workload,
+                  lambda options: train_step_images_per_second(model, config, options, device), device)
+
+
+def _legacy_config(config: TrainConfig, choice: PrecisionChoice, device: torch.device) -> TrainConfig | None:
+    """LEGACY, delete once every cache is rebuilt: ``config`` as caches keyed it before precision was resolved.
+
+    Checkpoints written before the measured ``auto`` recorded ``precision="auto"``
+    in their keys, and ``auto`` then meant :func:`~salve_utils.precision.legacy_auto_precision`
+    (bf16 wherever supported). Such a checkpoint trained in ``choice.precision``, and
+    may be reused, exactly when that old rule gives ``choice.precision`` on this
+    device; otherwise ``None``.
+    """
+    if legacy_auto_precision(device) != choice.precision:
+        return None
+    return replace(config, precision="auto")
+
+
 def train(
     model: SalveNet,
     train_set: ImageSet,
@@ -354,6 +432,7 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     device: str | torch.device | None = "auto",
     progress: bool = True,
+    precision: PrecisionChoice | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` in place and return its history (one row per epoch).
 
@@ -363,15 +442,24 @@ def train(
     shuffling and augmentation come from a generator seeded by
     ``(config.seed, epoch)``, so an interrupted and resumed run gives the same
     weights as an uninterrupted one.
+
+    ``config.precision="auto"`` is resolved first by :func:`choose_training_precision`
+    (a caller that already did so passes its ``precision`` choice); the checkpoint
+    records the precision that ran, never ``"auto"``. The choice and how it was
+    made are in ``history.attrs["precision"]``.
     """
     device = default_device(device)
     if train_set.classes != model.classes:
         raise ValueError("train_set.classes differ from the model's classes")
     if len(train_set) < config.batch_size:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train_set)} training images; lower it")
-    key = _run_key(model, config)
+    choice = precision or choose_training_precision(model, config, device)
+    run = replace(config, precision=choice.precision)
+    key = _run_key(model, run)
+    legacy = _legacy_config(config, choice, device)
+    keys = {key} | ({_run_key(model, legacy)} if legacy else set())
     model.to(device)
-    channels_last = device.type == "cuda" or model.arch == "resnet18"
+    channels_last = _channels_last(model, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = _optimizer(model, config)
@@ -382,16 +470,18 @@ def train(
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and checkpoint.is_file():
         blob = torch_load(checkpoint)
-        if blob.get("run_key") == key and not blob.get("complete"):
+        if blob.get("run_key") in keys and not blob.get("complete"):
             model.load_state_dict(blob["state_dict"])
             opt.load_state_dict(blob["optimizer"])
             history = list(blob["history"])
             start_epoch = len(history)
             print(f"resuming from {checkpoint} after epoch {start_epoch}")
-        elif blob.get("run_key") == key:
+        elif blob.get("run_key") in keys:
             model.load_state_dict(blob["state_dict"])
             model.to(memory_format=torch.contiguous_format).eval()  # as after a fresh run
-            return pd.DataFrame(blob["history"])
+            done = pd.DataFrame(blob["history"])
+            done.attrs["precision"] = blob.get("precision") or PrecisionChoice(run.precision, "legacy rule").as_dict()
+            return done
     images = train_set.images.to(device) if device.type == "cuda" else train_set.images
     labels = train_set.labels.to(device)
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress,
@@ -412,14 +502,7 @@ def train(
             y = labels[idx.to(labels.device)]
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, config.precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
+            loss, logits = _train_step(model, opt, x, y, config, device, run.precision)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
@@ -432,16 +515,19 @@ def train(
         if val_set is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
             t1 = time.perf_counter()
             ev = evaluate(model, val_set, size=config.eval_size, device=device, progress=False,
-                          precision=config.precision)
+                          precision=run.precision)
             row.update(val_loss=ev.loss, val_acc=ev.accuracy, val_seconds=time.perf_counter() - t1)
             bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{row['train_loss']:.3f}",
                             val_acc=f"{ev.accuracy:.3f}")
         history.append(row)
         if checkpoint:
-            _save_training_state(checkpoint, model, opt, history, config, key, complete=epoch + 1 == config.epochs)
+            _save_training_state(checkpoint, model, opt, history, run, key, choice,
+                                 complete=epoch + 1 == config.epochs)
     bar.close()
     model.to(memory_format=torch.contiguous_format).eval()
-    return pd.DataFrame(history)
+    done = pd.DataFrame(history)
+    done.attrs["precision"] = choice.as_dict()
+    return done
 
 
 def _run_key(model: SalveNet, config: TrainConfig) -> str:
@@ -449,10 +535,10 @@ def _run_key(model: SalveNet, config: TrainConfig) -> str:
 
 
 def _save_training_state(path: Path, model: SalveNet, opt: torch.optim.Optimizer, history: list[dict],
-                         config: TrainConfig, key: str, complete: bool) -> None:
+                         config: TrainConfig, key: str, choice: PrecisionChoice, complete: bool) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = {**_model_record(model), "state_dict": state, "history": history, "config": asdict(config),
-            "run_key": key, "complete": complete}
+            "run_key": key, "precision": choice.as_dict(), "complete": complete}
     if not complete:
         blob["optimizer"] = opt.state_dict()
     with atomic_path(path) as tmp:
@@ -473,6 +559,18 @@ def check_setup(arch: str, config: TrainConfig, weights: str | None = None, **ar
                          f"(got {config.train_size} and {config.eval_size})")
 
 
+def checkpoint_path(model: SalveNet, train_set: ImageSet, val_set: ImageSet | None, config: TrainConfig,
+                    weights: str | None = None) -> Path:
+    """Where :func:`train_or_load` caches a run: ``<cache>/checkpoints/<arch>-<data>-<key>.pt``.
+
+    The key hashes the model's record (architecture, options, classes, size), the
+    initial ``weights``, every field of ``config`` and the content of both splits.
+    """
+    key = hash_json({"model": _model_record(model), "weights": weights, "config": asdict(config),
+                     "train": train_set.fingerprint(), "val": val_set.fingerprint() if val_set else None})
+    return cache_dir() / "checkpoints" / f"{model.arch}-{train_set.name}-{key}.pt"
+
+
 def train_or_load(
     arch: str,
     train_set: ImageSet,
@@ -486,18 +584,27 @@ def train_or_load(
     """Train a backbone, or load it from the cache when the same run was done before.
 
     The cache key covers the architecture, initial weights, the data (content
-    hash of both splits) and every field of ``config``; an interrupted run resumes.
-    Returns ``(model, history, checkpoint_path)``.
+    hash of both splits) and every field of ``config`` with the precision that
+    runs (``"auto"`` resolved, see :func:`choose_training_precision`); an
+    interrupted run resumes. Returns ``(model, history, checkpoint_path)``.
+
+    LEGACY (delete once every cache is rebuilt): when no checkpoint exists under
+    this key, one keyed the old way, with ``precision="auto"``, is used instead if
+    the old rule gives the same precision on this device (see :func:`_legacy_config`).
     """
     check_setup(arch, config, weights, **arch_kwargs)
+    device = default_device(device)
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global RNG
         torch.manual_seed(config.seed)
         model = build_model(arch, train_set.classes, weights, config.eval_size, **arch_kwargs)
-    key = hash_json({"model": _model_record(model), "weights": weights, "config": asdict(config),
-                     "train": train_set.fingerprint(), "val": val_set.fingerprint() if val_set else None})
-    path = cache_dir() / "checkpoints" / f"{arch}-{train_set.name}-{key}.pt"
-    history = train(model, train_set, val_set, config, checkpoint=path, device=device, progress=progress)
-    return model.to(default_device(device)).eval(), history, path
+    choice = choose_training_precision(model, config, device)
+    path = checkpoint_path(model, train_set, val_set, replace(config, precision=choice.precision), weights)
+    legacy = _legacy_config(config, choice, device)
+    if not path.is_file() and legacy and checkpoint_path(model, train_set, val_set, legacy, weights).is_file():
+        path = checkpoint_path(model, train_set, val_set, legacy, weights)
+    history = train(model, train_set, val_set, config, checkpoint=path, device=device, progress=progress,
+                    precision=choice)
+    return model.to(device).eval(), history, path
 
 
 def training_seconds(history: pd.DataFrame) -> float:
@@ -565,7 +672,12 @@ class Evaluation:
 def predict_logits(model: nn.Module, data: ImageSet, size: int | None = None, batch_size: int = 256,
                    device: str | torch.device | None = "auto", progress: bool = False,
                    precision: str = "fp32", fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Run ``fn`` (default: the model) over ``data`` at ``size`` px; return the stacked outputs on the CPU."""
+    """Run ``fn`` (default: the model) over ``data`` at ``size`` px; return the stacked outputs on the CPU.
+
+    ``precision`` is ``"fp32"`` (the default, and what every chapter reports) or
+    ``"bf16"`` (faster on some machines, but the outputs differ in their low digits;
+    ``benchmarks/bench_train_step.py`` measures both).
+    """
     device = default_device(device)
     size = size or getattr(model, "image_size", data.size)
     model.to(device).eval()
@@ -574,7 +686,7 @@ def predict_logits(model: nn.Module, data: ImageSet, size: int | None = None, ba
     for x, _ in tqdm(batches(data, batch_size), total=math.ceil(len(data) / batch_size), disable=not progress,
                      desc="predict"):
         x = center_resize(x.to(device), size)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             outs.append(fn(x).float().cpu())
     return torch.cat(outs)
 
