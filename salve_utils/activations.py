@@ -19,10 +19,10 @@ import torch
 
 from .data import ImageSet, class_index
 from .models import SalveNet, predict_logits
-from .runtime import atomic_path, cache_dir, hash_file, hash_json, load_artifact
+from .runtime import cache_dir, hash_file, hash_json, load_artifact, load_cached, save_artifact, versioned
 
-__all__ = ["Activations", "cached_activations", "compute_activations", "extract_activations",
-           "load_activations", "save_activations"]
+__all__ = ["Activations", "activations_cache_path", "cached_activations", "compute_activations",
+           "extract_activations", "load_activations", "save_activations"]
 
 
 @dataclass
@@ -89,35 +89,40 @@ FORMAT = "salve-activations/1"
 
 
 def save_activations(acts: Activations, path: str | os.PathLike) -> Path:
-    """Write activations atomically (a ``weights_only``-loadable file)."""
+    """Write activations atomically, with a checksum (a ``weights_only``-loadable file)."""
     blob = {k: getattr(acts, k) for k in ("train", "train_labels", "val", "val_labels", "classes", "weight",
                                           "bias", "meta")}
     blob["format"] = FORMAT
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return Path(path)
+    return save_artifact(blob, path)
 
 
 def load_activations(path: str | os.PathLike) -> Activations:
-    """Read activations written by :func:`save_activations`."""
+    """Read activations written by :func:`save_activations`, verified against their checksum."""
     blob = load_artifact(path, FORMAT, "SALVE activations file",
                          "; write it with save_activations or cached_activations")
     blob.pop("format")
     return Activations(**blob)
 
 
+def activations_cache_path(arch: str, checkpoint_sha256: str, train_name: str, train_fingerprint: str,
+                           val_fingerprint: str, size: int) -> Path:
+    """Where :func:`cached_activations` keeps activations: keyed by the checkpoint's bytes, both datasets'
+    contents, the size, the file format and the code version (``runtime.CODE_VERSIONS["activations"]``)."""
+    key = hash_json(versioned("activations", {"checkpoint": checkpoint_sha256, "train": train_fingerprint,
+                                              "val": val_fingerprint, "size": size, "format": FORMAT}))
+    return cache_dir() / "activations" / f"{arch}-{train_name}-{key}.pt"
+
+
 def cached_activations(model: SalveNet, checkpoint: str | os.PathLike, train: ImageSet, val: ImageSet,
                        size: int | None = None, device: str | torch.device | None = "auto",
                        progress: bool = True) -> tuple[Activations, Path]:
-    """:func:`compute_activations`, cached under a key of the checkpoint's bytes, both datasets and ``size``."""
+    """:func:`compute_activations`, cached (:func:`activations_cache_path`); a damaged cache is rebuilt."""
     size = size or model.image_size
     ckpt_hash = hash_file(checkpoint)
-    key = hash_json({"checkpoint": ckpt_hash, "train": train.fingerprint(), "val": val.fingerprint(), "size": size,
-                     "format": FORMAT})
-    path = cache_dir() / "activations" / f"{model.arch}-{train.name}-{key}.pt"
-    if path.is_file():
-        return load_activations(path), path
-    acts = compute_activations(model, train, val, size, device=device, progress=progress,
-                               meta={"checkpoint_sha256": ckpt_hash})
-    save_activations(acts, path)
+    path = activations_cache_path(model.arch, ckpt_hash, train.name, train.fingerprint(), val.fingerprint(), size)
+    acts = load_cached(path, load_activations)
+    if acts is None:
+        acts = compute_activations(model, train, val, size, device=device, progress=progress,
+                                   meta={"checkpoint_sha256": ckpt_hash})
+        save_activations(acts, path)
     return acts, path

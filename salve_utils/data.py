@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .runtime import atomic_path, cache_dir, hash_json, project_root, torch_load
+from .runtime import cache_dir, hash_json, load_cached, project_root, save_artifact, torch_load, versioned
 
 __all__ = [
     "IMAGENETTE_CLASSES",
@@ -282,8 +282,10 @@ def _decode_one(args: tuple[str, int, str | None]) -> np.ndarray:
     try:
         im = Image.open(io.BytesIO(data))
         im.load()
-    except OSError as err:
-        raise OSError(f"cannot decode {path}: {err}; the local copy is damaged, restore it from the source") from None
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError ... for damaged files
+        raise OSError(f"cannot decode {path}: {type(err).__name__}: {err}; the local copy is damaged, restore "
+                      "that file from the source (or delete it, and its line in the .sha256 list if there is one)"
+                      ) from None
     with im:
         im = im.convert("RGB")  # greyscale and CMYK images become RGB
         w, h = im.size
@@ -312,7 +314,8 @@ def _decode_folder(folder: Path, split: str, size: int, classes: dict[str, str],
             raise FileNotFoundError(f"{class_dir} is missing: the {name} copy at {folder} is incomplete")
         found = [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in _IMAGE_SUFFIXES]
         if not found:
-            raise FileNotFoundError(f"{class_dir} holds no images: the {name} copy at {folder} is incomplete")
+            raise FileNotFoundError(f"{class_dir} holds no images ({', '.join(sorted(_IMAGE_SUFFIXES))}): the "
+                                    f"{name} copy at {folder} is incomplete; restore that folder from the source")
         files += found
     sums = _read_checksums(folder)
     present = {p.relative_to(folder).as_posix() for p, _ in files}
@@ -339,15 +342,27 @@ def _listing_key(folder: Path, split: str) -> str:
     return hash_json(entries)
 
 
+def dataset_cache_path(key: dict) -> Path:
+    """Where decoded images are cached: keyed by dataset, split, size, file listing and the code version
+    (``runtime.CODE_VERSIONS["datasets"]``)."""
+    name = f"{key['dataset']}-{key['split']}-{key['size']}px-{hash_json(versioned('datasets', key))}.pt"
+    return cache_dir() / "datasets" / name
+
+
+def _load_decoded(path: Path) -> ImageSet:
+    blob = torch_load(path)
+    return ImageSet(blob["images"], blob["labels"], blob["classes"], blob["name"], blob["split"])
+
+
 def _cached(key: dict, build) -> ImageSet:
-    path = cache_dir() / "datasets" / f"{key['dataset']}-{key['split']}-{key['size']}px-{hash_json(key)}.pt"
-    if path.is_file():
-        blob = torch_load(path)
-        return ImageSet(blob["images"], blob["labels"], blob["classes"], blob["name"], blob["split"])
-    data = build()
-    with atomic_path(path) as tmp:
-        torch.save({"images": data.images, "labels": data.labels, "classes": data.classes, "name": data.name,
-                    "split": data.split, "key": key}, tmp)
+    """Decoded images from the cache (:func:`dataset_cache_path`), or ``build()`` them and cache them; a damaged
+    cache file is discarded and rebuilt."""
+    path = dataset_cache_path(key)
+    data = load_cached(path, _load_decoded)
+    if data is None:
+        data = build()
+        save_artifact({"images": data.images, "labels": data.labels, "classes": data.classes, "name": data.name,
+                       "split": data.split, "key": key}, path)
     return data
 
 

@@ -1,9 +1,10 @@
-"""Runtime plumbing shared by every stage: devices, seeds, paths, atomic files, hashes.
+"""Runtime plumbing shared by every stage: devices, seeds, paths, atomic files, hashes, progress.
 
 Nothing here is part of the SALVE method itself; it is the small amount of
 infrastructure that makes every stage reproducible (same seed, same result),
-resumable (nothing half-written) and cacheable (artifacts keyed by what
-produced them).
+resumable (nothing half-written), cacheable (artifacts keyed by what produced
+them, and verified by a checksum when read back) and observable (long loops
+report their progress to the pipeline runner).
 """
 
 from __future__ import annotations
@@ -15,25 +16,39 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
+import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 
 __all__ = [
+    "CODE_VERSIONS",
+    "CorruptArtifact",
+    "PROGRESS_FILE",
     "atomic_path",
     "atomic_write_json",
     "cache_dir",
+    "checksum_path",
     "default_device",
     "describe_hardware",
     "git_commit",
     "hash_json",
     "hash_file",
     "hash_tree",
+    "load_artifact",
+    "load_cached",
     "package_versions",
     "project_root",
+    "report_progress",
+    "save_artifact",
     "torch_load",
+    "track",
+    "versioned",
 ]
+
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- paths
@@ -105,16 +120,94 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+class CorruptArtifact(ValueError):
+    """A saved file whose bytes are damaged: they differ from its checksum, or torch cannot read them."""
+
+    def __init__(self, path: Path, reason: str, fix: str) -> None:
+        super().__init__(f"{path} is damaged: {reason}. Fix: {fix}")
+        self.path = path
+
+
+def checksum_path(path: str | os.PathLike) -> Path:
+    """The checksum written beside an artifact: ``<file>.sha256``, in ``sha256sum`` format."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _write_checksum(path: Path, digest: str) -> None:
+    with atomic_path(checksum_path(path)) as tmp:
+        tmp.write_text(f"{digest}  {path.name}\n")
+
+
+def save_artifact(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` atomically, with the file's SHA-256 in ``<file>.sha256`` (checked by :func:`torch_load`).
+
+    The old checksum goes first, so that a kill between the two writes leaves a
+    file without a checksum (read as unverified, see :func:`load_artifact`), never
+    new bytes beside an old checksum.
+    """
+    path = Path(path)
+    checksum_path(path).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+        digest = hash_file(tmp)
+    _write_checksum(path, digest)
+    return path
+
+
+def _fix_for(path: Path) -> str:
+    """How to get an intact copy of ``path``: rerun the node that wrote it, or delete the file so it is rebuilt."""
+    parts = path.resolve().parts
+    if "artifacts" in parts and parts.index("artifacts") > 0 and parts[parts.index("artifacts") - 1] == "data":
+        profile = parts[parts.index("artifacts") + 1]
+        return (f"run `python -m salve_utils.pipeline run --profile {profile}`: the node that recorded this file "
+                "no longer matches it and reruns")
+    return f"delete {path} (and {checksum_path(path).name}) and rerun the step that wrote it"
+
+
 def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``), verified.
+
+    A file with a checksum (``<file>.sha256``, written by :func:`save_artifact`) must
+    match it; a file torch cannot read (truncated, overwritten) raises
+    :class:`CorruptArtifact` naming the path and the fix, not a bare unpickling error.
+    """
+    path = Path(path)
+    sidecar = checksum_path(path)
+    if sidecar.is_file():
+        expected = (sidecar.read_text().split() or [""])[0]
+        actual = hash_file(path)
+        if actual != expected:
+            raise CorruptArtifact(path, f"its SHA-256 is {actual[:12]}..., its checksum file says "
+                                        f"{expected[:12] or 'nothing'}...", _fix_for(path))
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a damaged zip or pickle raises many types; all mean the same here
+        raise CorruptArtifact(path, f"torch cannot read it ({type(err).__name__}: {str(err)[:200]}); "
+                                    "truncated or overwritten", _fix_for(path)) from None
+
+
+def _non_finite(obj: Any, where: str = "") -> str | None:
+    """Where the first NaN or infinite float tensor sits in a nest of dicts and lists (``None`` if nowhere)."""
+    if isinstance(obj, torch.Tensor):
+        bad = obj.is_floating_point() and not bool(torch.isfinite(obj).all())
+        return (where or "the tensor") if bad else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
 
 
 def load_artifact(path: str | os.PathLike, fmt: str, what: str, hint: str = "") -> dict[str, Any]:
-    """Read a dict that SALVE wrote with ``{"format": fmt, ...}``, safely (``weights_only=True``).
+    """Read a dict that SALVE wrote with ``{"format": fmt, ...}``, safely (``weights_only=True``) and verified.
 
     A missing file raises ``FileNotFoundError``; a file that is not a ``fmt``
-    artifact raises ``ValueError`` naming ``what`` it should have been (plus ``hint``).
+    artifact raises ``ValueError`` naming ``what`` it should have been (plus ``hint``);
+    a damaged one :class:`CorruptArtifact` (see :func:`torch_load`). A file written
+    before checksums existed has none: it is verified by its content instead (it
+    loads, and every float tensor is finite).
     """
     path = Path(path)
     if not path.is_file():
@@ -122,7 +215,53 @@ def load_artifact(path: str | os.PathLike, fmt: str, what: str, hint: str = "") 
     blob = torch_load(path)
     if not isinstance(blob, dict) or blob.get("format") != fmt:
         raise ValueError(f"{path} is not a {what} (format {fmt}){hint}")
+    if not checksum_path(path).is_file():
+        bad = _non_finite(blob)
+        if bad:
+            raise CorruptArtifact(path, f"{bad} holds NaN or infinite values", _fix_for(path))
     return blob
+
+
+def load_cached(path: str | os.PathLike, load: Callable[[Path], T]) -> T | None:
+    """Read a cache file with ``load``; ``None`` when it is missing or damaged (then it is discarded, with a warning).
+
+    The caller rebuilds what ``None`` stands for. A cache written before checksums
+    existed that ``load`` reads without complaint gets its checksum now, so later
+    damage to it is caught; only caches written through :func:`save_artifact` use this.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        value = load(path)
+    except CorruptArtifact as err:
+        warnings.warn(f"{err}; discarded, rebuilding it", stacklevel=2)
+        path.unlink(missing_ok=True)
+        checksum_path(path).unlink(missing_ok=True)
+        return None
+    if not checksum_path(path).is_file():
+        with contextlib.suppress(OSError):  # a read-only cache stays unverified, but usable
+            _write_checksum(path, hash_file(path))
+    return value
+
+
+#: The version of the code that writes each kind of cached artifact. Bump a number when a change to that
+#: code changes what it writes: the version is part of the cache key (:func:`versioned`), so every cache the
+#: old code made is rebuilt instead of silently reused. Backbone checkpoints are keyed in ``models``.
+CODE_VERSIONS: dict[str, int] = {"datasets": 1, "activations": 1}
+
+
+def versioned(producer: str, key: dict[str, Any]) -> dict[str, Any]:
+    """A cache key's fields plus the producer's code version (:data:`CODE_VERSIONS`).
+
+    Version 1 adds nothing, so the keys of caches written before versions existed
+    stay the same; version 2 and later add ``code_version``.
+
+    >>> versioned("activations", {"size": 32})
+    {'size': 32}
+    """
+    version = CODE_VERSIONS[producer]
+    return key if version == 1 else {**key, "code_version": version}
 
 
 # --------------------------------------------------------------------------- hashes
@@ -238,3 +377,41 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+# --------------------------------------------------------------------------- progress
+
+#: The file where long loops report their progress; the pipeline runner sets it for the node it runs.
+PROGRESS_FILE = "SALVE_PROGRESS_FILE"
+
+
+def report_progress(done: int, total: int, what: str) -> None:
+    """Tell the pipeline runner that ``done`` of ``total`` ``what`` (e.g. epochs) are finished.
+
+    Appends one JSON line ``{"done", "total", "what", "t"}`` to ``$SALVE_PROGRESS_FILE``;
+    a no-op when it is not set (a notebook run by hand, a test). The runner turns
+    the lines into "12/40 epochs, ETA 3:10" from the measured rate.
+    """
+    target = os.environ.get(PROGRESS_FILE)
+    if not target:
+        return
+    line = json.dumps({"done": int(done), "total": int(total), "what": what, "t": round(time.time(), 3)})
+    with contextlib.suppress(OSError), open(target, "a") as f:  # progress must never break a run
+        f.write(line + "\n")
+
+
+def track(items: Iterable[T], what: str, total: int | None = None, start: int = 0) -> Iterator[T]:
+    """Yield ``items``, reporting ``start`` done before the first and one more after each (:func:`report_progress`).
+
+    ``total`` defaults to ``start + len(items)``; ``start`` is where a resumed loop
+    begins (e.g. the epochs a checkpoint already holds).
+
+    >>> [epoch for epoch in track(range(3), "epochs")]
+    [0, 1, 2]
+    """
+    items = list(items) if total is None and not hasattr(items, "__len__") else items
+    total = start + len(items) if total is None else total  # type: ignore[arg-type]
+    report_progress(start, total, what)
+    for done, item in enumerate(items, start + 1):
+        yield item
+        report_progress(done, total, what)

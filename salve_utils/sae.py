@@ -22,6 +22,7 @@ weight edit multiplies by α.
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .runtime import atomic_path, default_device, load_artifact
+from .runtime import default_device, load_artifact, save_artifact, track
 
 __all__ = [
     "ACTIVATIONS",
@@ -148,6 +149,12 @@ def _check_acts(acts: torch.Tensor, d_in: int | None = None) -> torch.Tensor:
         raise ValueError(f"acts has {acts.shape[1]} columns but the SAE expects d_in={d_in}")
     if acts.shape[0] == 0:
         raise ValueError("acts must hold at least one sample")
+    finite = torch.isfinite(acts).all(1)
+    if not bool(finite.all()):
+        rows = (~finite).nonzero().flatten()
+        raise ValueError(f"acts hold NaN or infinite values in {len(rows)} of {len(acts)} rows (first: row "
+                         f"{int(rows[0])}); an SAE trained on them would be NaN. Fix the activations first: a backbone "
+                         "whose training diverged gives them (check its loss), or re-extract them")
     return acts
 
 
@@ -200,7 +207,7 @@ def train_sae(
     epochs, batch_size, lr : the defaults fit ~10k x 512 activations in seconds on a CPU
     seed : non-negative int
     device : ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``
-    progress : show a tqdm bar over epochs
+    progress : show a tqdm bar over epochs (the pipeline runner sees them either way: ``runtime.track``)
 
     Returns
     -------
@@ -217,13 +224,13 @@ def train_sae(
     acts = _check_acts(acts)
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if not l1 >= 0:
-        raise ValueError(f"l1 must be >= 0, got {l1!r}")
+    if not 0 <= l1 < math.inf:
+        raise ValueError(f"l1 must be a finite number >= 0, got {l1!r}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     device = default_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -235,7 +242,7 @@ def train_sae(
     gen = torch.Generator().manual_seed(seed)
     rows = []
     bar = tqdm(range(epochs), disable=not progress, desc="train SAE", unit="epoch", dynamic_ncols=True)
-    for epoch in bar:
+    for epoch in track(bar, "SAE epochs"):
         sums = torch.zeros(3, dtype=torch.float64, device=device)
         for idx in torch.randperm(len(acts), generator=gen).split(batch_size):
             a = acts[idx].to(device=device, dtype=torch.float32)
@@ -353,7 +360,7 @@ def _check_loadable(meta: dict[str, Any]) -> None:
 
 
 def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, **meta: Any) -> Path:
-    """Save an SAE atomically with its shape, activation and ``meta`` (loadable with ``weights_only=True``).
+    """Save an SAE atomically, with a checksum, its shape, activation and ``meta`` (``weights_only``-loadable).
 
     Examples
     --------
@@ -371,14 +378,11 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, **meta: Any) -> Pa
         "state_dict": {k: v.detach().cpu() for k, v in sae.state_dict().items()},
         "meta": meta,
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return path
+    return save_artifact(blob, path)
 
 
 def load_sae(path: str | os.PathLike) -> tuple[SparseAutoencoder, dict[str, Any]]:
-    """Rebuild an SAE written by :func:`save_sae`; returns ``(sae, meta)`` (CPU, eval mode)."""
+    """Rebuild an SAE written by :func:`save_sae`, verified against its checksum; returns ``(sae, meta)``."""
     blob = load_artifact(path, SAE_FORMAT, "SALVE SAE file")
     sae = SparseAutoencoder(blob["d_in"], blob["d_latent"], blob["activation"], blob["k"], blob["unit_norm_decoder"])
     sae.load_state_dict(blob["state_dict"])
@@ -397,7 +401,7 @@ def sweep(train_acts: torch.Tensor, val_acts: torch.Tensor, latents: Sequence[in
 
     rows = []
     grid = [(int(d), float(l)) for d in latents for l in l1s]
-    for d, lam in tqdm(grid, desc="SAE sweep", disable=not progress):
+    for d, lam in track(tqdm(grid, desc="SAE sweep", disable=not progress), "SAE sweep points"):
         model, _ = train_sae(train_acts, d, lam, progress=False, **options)
         m = sae_metrics(model, val_acts)
         rows.append({"d_latent": d, "l1": lam, "fvu": m["fvu"], "mse": m["mse"], "l0": m["l0"],
