@@ -36,22 +36,26 @@ import datetime as dt
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
 from .runtime import (
     atomic_path,
     atomic_write_json,
+    PROGRESS_FILE,
     default_device,
     describe_hardware,
+    enclosing_project,
     git_commit,
     hash_file,
     hash_json,
@@ -177,7 +181,8 @@ def read_yaml(path: Path, root: Path | None = None) -> Any:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise PipelineError(f"{shown}{where}: {problem}") from None
+        fix = "keep one of them" if problem.startswith("duplicate key") else "correct the YAML there"
+        raise PipelineError(f"{shown}{where}: {problem}. Fix: {fix}") from None
 
 
 _NODE_KEYS = {"notebook", "upstream", "params", "title", "datasets", "per_edition", "part"}
@@ -194,7 +199,7 @@ def load_graph(root: Path) -> Graph:
     chain = {k: dict(v or {}) for k, v in (spec.get("chain") or {}).items()}
     report = {k: dict(v or {}) for k, v in (spec.get("nodes") or {}).items()}
     for name in set(chain) & set(report):
-        raise PipelineError(f"{GRAPH_FILE}: {name!r} is both a chain node and a report node")
+        raise PipelineError(f"{GRAPH_FILE}: {name!r} is both a chain node and a report node; rename one of them")
     for kind, group in (("chain", chain), ("nodes", report)):
         for name, body in group.items():
             bad = set(body) - _NODE_KEYS
@@ -367,6 +372,92 @@ def _split_top(text: str, sep: str) -> list[str]:
     return parts + [cur]
 
 
+#: The values each notebook parameter may take, by name: a name means the same thing in every notebook that
+#: declares it (a profile's ``params:`` already sets it in all of them). A rule is an interval, ``"[low, high]"``
+#: with ``(`` or ``)`` for an open end (each item, for a list), or a tuple of choices. :func:`check_value`
+#: applies them, and NaN and infinity are refused everywhere: ``check`` and ``run`` reject a bad value before
+#: any node executes. A new numeric or choice parameter gets its rule here (a test checks that each has one).
+PARAM_RULES: dict[str, str | tuple[str, ...]] = {
+    # data and backbone (01_backbone)
+    "dataset": ("imagenette", "cifar100", "planted"), "arch": ("resnet18", "vit_b_16", "vit_small"),
+    "weights": ("none", "imagenet"), "optimizer": ("sgd", "adamw"), "device": ("auto", "cpu", "cuda"),
+    "store_size": "[8, 1024]", "train_size": "[8, 1024]", "eval_size": "[8, 1024]",
+    "epochs": "[1, 10000]", "batch_size": "[1, 65536]", "lr": "(0, 10]", "weight_decay": "[0, 1]",
+    "warmup": "[0, 1]", "label_smoothing": "[0, 1)", "crop_scale": "(0, 1]", "grad_clip": "[0, 1000]",
+    "eval_every": "[1, 10000]", "seed": "[0, 4294967295]", "tower_seed": "[0, 4294967295]",
+    "null_seed": "[0, 4294967295]",
+    # autoencoder (02)
+    "d_latent": "[1, 65536]", "l1": "[0, 1000]", "max_fvu": "(0, 10]", "activation": ("linear", "relu", "topk"),
+    "topk": "[0, 65536]", "sweep_l1": "[0, 1000]", "sweep_latents": "[1, 65536]",
+    # discover, verify, compare (03, 04, 11)
+    "top": "[1, 1000]", "heatmap_features": "[1, 65536]", "plot_classes": "[1, 1000]", "share_threshold": "[0, 1]",
+    "tower_null_draws": "[1000, 1000000]", "tower_level": "(0, 1)", "images_per_class": "[1, 1000]",
+    "actmax_steps": "[1, 100000]", "actmax_lr": "(0, 100]",
+    # sweeps: control, alpha_crit, tower, seeds, known answers, baselines (05-09, 12)
+    "strength_max": "(0, 1000]", "n_alphas": "[2, 10001]", "target_accuracy": "[0, 1)",
+    "permanence_images": "[1, 100000]", "null_draws": "[1, 100000]", "null_classes": "[1, 1000]",
+    "null_every": "[1, 1000]", "empirical_per_class": "[1, 10000]", "n_grid": "[2, 10001]",
+    "suppress_max": "(0, 1000000]", "n_suppress": "[2, 10001]", "special_share": "[0, 1]", "n_seeds": "[1, 1000]",
+    "function_strength": "(0, 1000]", "min_images": "[1, 100000]", "recovery_threshold": "[0, 1]",
+    "tolerance": "[0, 1]", "n_strengths": "[2, 10001]", "iterations": "[0, 100]", "steering_max": "(0, 1000]",
+    "rome_max": "(0, 1000]", "rome_margin": "[0, 1000]", "max_classes": "[0, 100000]",
+    # summary (10)
+    "mean_tolerance": "[0, 1]", "partly_factor": "[1, 100]", "fixed_strength": "(0, 1000]", "majority": "[0, 1]",
+    "null_level": "(0, 1)", "agreement": "(0, 1]", "exact_share": "[0, 1]", "min_compared": "[1, 100000]",
+    "baseline_match": "[0, 1]",
+    # the teaching page (00)
+    "n_classes": "[2, 100]", "d_model": "[1, 4096]", "n_per_class": "[1, 100000]", "p_own": "[0, 1]",
+    "p_tower": "[0, 1]", "tower_strength": "[0, 100]", "noise": "[0, 100]", "sae_steps": "[1, 1000000]",
+    "target": "[0, 99]", "direction": ("suppress", "enhance"), "alpha_max": "(0, 1000]",
+}
+
+_INTERVAL = re.compile(r"([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])")
+
+
+def describe_rule(name: str) -> str:
+    """The rule of parameter ``name`` in words: ``in [1, 65536]`` or ``one of 'sgd', 'adamw'``."""
+    rule = PARAM_RULES.get(name)
+    if rule is None:
+        return "that is finite"
+    return f"one of {', '.join(map(repr, rule))}" if isinstance(rule, tuple) else f"in {rule}"
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the parameter ``name`` (:data:`PARAM_RULES`), or ``None``.
+
+    >>> check_value("d_latent", 0)
+    'is out of range: it must be in [1, 65536]'
+    >>> check_value("strength_max", float("nan")) is not None, check_value("lr", 0.1)
+    (True, None)
+    """
+    if not _finite(value):
+        return "holds NaN or infinity: every number must be finite"
+    rule = PARAM_RULES.get(name)
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(rule, tuple):
+        bad = [v for v in items if v not in rule]
+        return f"is not allowed: it must be one of {', '.join(map(repr, rule))}" if bad else None
+    if isinstance(rule, str):
+        opening, low, high, closing = _INTERVAL.fullmatch(rule).groups()
+        low_, high_ = float(low), float(high)
+        for v in items:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not (
+                    (low_ < v if opening == "(" else low_ <= v) and (v < high_ if closing == ")" else v <= high_)):
+                return f"is out of range: it must be in {rule}" + (" (each item)" if items is value else "")
+    return None
+
+
+def _finite(value: Any) -> bool:
+    """Is every float in ``value`` (a number, or lists and dicts of them) finite?"""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
 def parse_overrides(items: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]:
     """``["seed=1", "control.n_alphas=5", "vit-imagenette.control.target_class=church"]`` -> (key path, value).
 
@@ -413,7 +504,7 @@ def resolve_parameters(root: Path, graph: Graph, profile_name: str, profile: dic
                             "titles name the book's parts and the summary's columns, so make them unique")
     if graph.chain and not editions:
         raise PipelineError(f"{where}: no editions; declare at least one under `editions:` "
-                            "(e.g. resnet18-imagenette: {{backbone: {{dataset: imagenette, arch: resnet18}}}})")
+                            "(e.g. resnet18-imagenette: {backbone: {dataset: imagenette, arch: resnet18}})")
     chain, report = graph.chain, graph.report
     layers: list[tuple[str, dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]] = [
         (where, dict(profile["params"]), {k: dict(v) for k, v in profile["nodes"].items()},
@@ -481,9 +572,11 @@ def resolve_parameters(root: Path, graph: Graph, profile_name: str, profile: dic
         fixed = dict(body.get("params") or {})
         label = f"{edition}.{base}" if edition else base
         values: dict[str, Any] = {}
+        origin: dict[str, str] = {}  # where each value was set, for the error messages
         for source, common, shared, per_edition in layers:
             values.update({k: v for k, v in common.items() if k in params})
             given = {**shared.get(base, {}), **(per_edition.get(edition, {}).get(base, {}) if edition else {})}
+            origin.update({k: source for k in [*common, *given] if k in params})
             for pname, value in given.items():
                 if pname in RESERVED:
                     raise PipelineError(f"{source}: {label}.{pname} is set by the runner, not by a profile")
@@ -494,10 +587,18 @@ def resolve_parameters(root: Path, graph: Graph, profile_name: str, profile: dic
                                         f"{_suggest(pname, params)}; its parameters: {', '.join(params)}")
                 values[pname] = value
         values.update(fixed)
+        origin.update({k: GRAPH_FILE for k in fixed})
         for pname, value in values.items():
+            setter = (f"in {PROFILES_DIR}/{profile_name}.yml" if origin[pname] == where
+                      else "on the command line" if origin[pname] == "command line" else f"in {origin[pname]}")
             if not check_type(value, params[pname]["type"]):
                 raise PipelineError(f"{where}: {nb} (node {label}) parameter {pname!r} must be "
-                                    f"{params[pname]['type']}, got {value!r} ({type(value).__name__})")
+                                    f"{params[pname]['type']}, got {value!r} ({type(value).__name__}, set {setter}). "
+                                    f"Fix: give {base}.{pname} a value of type {params[pname]['type']}")
+            problem = check_value(pname, value)
+            if problem:
+                raise PipelineError(f"{where}: {nb} (node {label}) parameter {pname}={value!r} (set {setter}) "
+                                    f"{problem}. Fix: give {base}.{pname} a value {describe_rule(pname)}")
         return values
 
     datasets: dict[str, str] = {}
@@ -537,8 +638,8 @@ def _check_class_names(graph: Graph, values: dict[str, Any], dataset: str, data_
         for name in (value if isinstance(value, (list, tuple)) else [value]):
             if name not in classes:
                 raise PipelineError(f"{where}: {pname}={name!r} is not a class of {dataset}"
-                                    f"{_suggest(str(name), classes)}; its classes: {', '.join(classes[:20])}"
-                                    + (" ..." if len(classes) > 20 else ""))
+                                    f"{_suggest(str(name), classes)}. Fix: name one of its classes: "
+                                    f"{', '.join(classes[:20])}" + (" ..." if len(classes) > 20 else ""))
 
 
 def _suggest(word: str, options: Iterable[str]) -> str:
@@ -583,14 +684,28 @@ def _read_outputs(root: Path, profile: str, node: str) -> dict[str, Any] | None:
 
 
 def outputs_intact(root: Path, outputs: dict[str, Any] | None) -> bool:
-    """Are all recorded artifact files still there, with their recorded sizes?"""
+    """Are all recorded artifact files still there, with their recorded sizes and SHA-256?"""
     if outputs is None:
         return False
     for rec in outputs.get("artifacts", {}).values():
         path = Path(rec["path"]) if Path(rec["path"]).is_absolute() else root / rec["path"]
         if not path.is_file() or path.stat().st_size != rec["size"]:
             return False
+        if "sha256" in rec and _sha256(path) != rec["sha256"]:
+            return False
     return True
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256(path: Path) -> str:
+    """:func:`~salve_utils.runtime.hash_file`, remembered per (path, size, mtime): a plan checks every record."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = hash_file(path)
+    return _HASHES[key]
 
 
 def _executed_fingerprint(path: Path) -> str | None:
@@ -640,8 +755,9 @@ class Plan:
             return [only]
         hits = [n for n in self.order if self.nodes[n].edition == only or self.nodes[n].chain_node == only]
         if not hits:
+            chain = {n.chain_node for n in self.nodes.values() if n.chain_node}
             raise PipelineError(f"--only {only!r} is not a node, an edition or a chain node"
-                                f"{_suggest(only, list(self.nodes) + list(self.editions))}; "
+                                f"{_suggest(only, [*self.nodes, *self.editions, *chain])}; "
                                 f"nodes: {', '.join(self.order)}")
         return hits
 
@@ -653,7 +769,7 @@ def plan(profile: str, root: str | os.PathLike | None = None, overrides: Iterabl
     ``only`` names a node, an edition or a chain node: those always run, and their
     stale descendants after them unless ``downstream`` is false.
     """
-    root = Path(root).resolve() if root else project_root()
+    root = _project(root)
     graph = load_graph(root)
     spec = load_profile(root, profile)
     nodes, params = resolve_parameters(root, graph, profile, spec, overrides)
@@ -675,6 +791,27 @@ def plan(profile: str, root: str | os.PathLike | None = None, overrides: Iterabl
                                     f"{profile}; run it first (or the whole profile)")
         p.stale_upstream = [n for n in order if n in ancestors and not p.is_current(n)]
     return p
+
+
+def _project(root: str | os.PathLike | None) -> Path:
+    """The project a command works on: ``root`` when given, else :func:`~salve_utils.runtime.project_root`.
+
+    A ``SALVE_PROJECT_ROOT`` that names another project than the one this code, or
+    the working directory, belongs to is refused rather than followed: the run would
+    mix one clone's code with another's notebooks and results.
+    """
+    if root:
+        return Path(root).resolve()
+    found = project_root()
+    env = os.environ.get("SALVE_PROJECT_ROOT")
+    if env:
+        for other, what in ((enclosing_project(Path(__file__).parent), "this salve_utils code"),
+                            (enclosing_project(Path.cwd()), "the working directory")):
+            if other is not None and other != found:
+                raise PipelineError(f"SALVE_PROJECT_ROOT={env} names another project than {what} ({other}). "
+                                    f"Fix: `unset SALVE_PROJECT_ROOT` to work on {other}, or pass --root {found} "
+                                    "to work on that one on purpose")
+    return found
 
 
 def _ancestors(nodes: dict[str, Node], name: str) -> set[str]:
@@ -810,12 +947,74 @@ def _publish(p: Plan, name: str, stage: Path, nb, meta: dict[str, Any]) -> None:
     _finish_publish(stage / "publish.json")
 
 
-def _execute(p: Plan, name: str, cell_timeout: float | None = None) -> dict[str, Any]:
+def progress_line(path: Path, now: float) -> str:
+    """What a node's long loops report (:func:`~salve_utils.runtime.report_progress`), as one line.
+
+    Every loop still running, outermost first: ``"2/8 SAE sweep points, ETA 1:10 · 12/60
+    SAE epochs, ETA 0:09"``. An ETA is measured, never guessed: the loop's rate since
+    it started (or resumed) times what is left, less the time since its last report;
+    a loop with nothing done yet has none.
+    """
+    loops: dict[str, tuple[float, int, float, int, int]] = {}  # what -> first t, first done, last t, done, total
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line still being written
+        old = loops.get(r["what"])
+        if old is None or r["done"] < old[3]:  # a loop starts (again: the next SAE of a sweep)
+            loops[r["what"]] = (r["t"], r["done"], r["t"], r["done"], r["total"])
+        else:
+            loops[r["what"]] = (old[0], old[1], r["t"], r["done"], r["total"])
+    parts = []
+    for what, (t0, d0, t1, done, total) in loops.items():
+        if done >= total:
+            continue
+        eta = ""
+        if done > d0 and t1 > t0:
+            eta = f", ETA {_clock(max(0.0, (t1 - t0) / (done - d0) * (total - done) - (now - t1)))}"
+        parts.append(f"{done}/{total} {what}{eta}")
+    return " · ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    """``190`` -> ``"3:10"``; ``3725`` -> ``"1:02:05"``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@contextlib.contextmanager
+def _watching(path: Path, show: Callable[[str], None] | None, every: float = 1.0):
+    """While the block runs, pass :func:`progress_line` of ``path`` to ``show`` every ``every`` seconds."""
+    if show is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(every):
+            if path.is_file():
+                show(progress_line(path, time.time()))
+
+    thread = threading.Thread(target=poll, name="salve-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _execute(p: Plan, name: str, cell_timeout: float | None = None,
+             on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run one node with papermill into its staging folder; publish everything together only on success.
 
     A failure or an interruption leaves the previously published chapter, tables,
     artifacts and record untouched (and ``status`` truthful); the failed copy is kept
-    in ``data/runs/<profile>/failed/``.
+    in ``data/runs/<profile>/failed/``. The node's long loops report to
+    ``<staging>/progress.jsonl`` (``$SALVE_PROGRESS_FILE``), which ``on_progress`` sees
+    as :func:`progress_line` every second.
     """
     import nbformat
     import papermill as pm
@@ -831,7 +1030,9 @@ def _execute(p: Plan, name: str, cell_timeout: float | None = None) -> dict[str,
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     try:
-        with _environment(**{STAGE_NODE: name, STAGE_DIR: str(stage)}):
+        progress_file = stage / "progress.jsonl"
+        with _environment(**{STAGE_NODE: name, STAGE_DIR: str(stage), PROGRESS_FILE: str(progress_file)}), \
+                _watching(progress_file, on_progress):
             pm.execute_notebook(str(src), str(tmp), parameters=p.params[name], cwd=str(p.root),
                                 kernel_name="python3", progress_bar=False, log_output=False,
                                 execution_timeout=cell_timeout,
@@ -924,6 +1125,9 @@ def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable
     first completes any publication a killed run left half done (:func:`recover`).
     ``cell_timeout`` (seconds) stops a node whose cell runs longer.
     """
+    if cell_timeout is not None and not 0 < cell_timeout < math.inf:
+        raise PipelineError(f"--cell-timeout must be a positive number of seconds, got {cell_timeout}; "
+                            "leave it out for no limit")
     p = plan(profile, root, overrides, only, force, downstream)  # bad input is refused before the lock
     with project_lock(p.root, profile):
         for name in recover(p.root, profile):
@@ -958,12 +1162,16 @@ def _run_locked(p: Plan, profile: str, only: str | None, force: bool, progress: 
     # the kernels find the project through SALVE_PROJECT_ROOT; two torch threads on two busy
     # cores collapse without OMP_WAIT_POLICY=PASSIVE
     with _environment(SALVE_PROJECT_ROOT=str(p.root), OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")):
-        bar = tqdm(candidates, desc=f"pipeline[{profile}]", unit="node", disable=not progress or not candidates)
+        # no ETA over nodes: they differ by minutes; a node's own loops give a measured one
+        bar = tqdm(candidates, desc=f"pipeline[{profile}]", disable=not progress or not candidates,
+                   bar_format="{desc}: {n_fmt}/{total_fmt} nodes [{elapsed}]{postfix}")
         for name in bar:
             bar.set_postfix_str(name)
             if name not in forced and p.is_current(name):
                 continue
-            meta = _execute(p, name, cell_timeout)
+            show = (lambda line, name=name: bar.set_postfix_str(f"{name}: {line}" if line else name)) \
+                if progress else None
+            meta = _execute(p, name, cell_timeout, show)
             executed.append(name)
             log(f"  ran {name} in {meta['wall_seconds']:.0f} s")
         bar.close()
@@ -1234,6 +1442,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         p = plan(args.profile, args.root, args.param, args.only, args.force, args.downstream)
         if args.command == "check":
+            if load_profile(p.root, args.profile)["empty"]:
+                print(f"warning: profile {args.profile} sets nothing; every node runs on its notebook's defaults",
+                      file=sys.stderr)
             print(f"profile {args.profile}: {len(p.editions)} editions ({', '.join(p.editions)}), "
                   f"{len(p.order)} nodes, parameters valid")
         else:

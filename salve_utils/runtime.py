@@ -33,6 +33,7 @@ __all__ = [
     "checksum_path",
     "default_device",
     "describe_hardware",
+    "enclosing_project",
     "git_commit",
     "hash_json",
     "hash_file",
@@ -65,13 +66,22 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).resolve()
     here = Path(start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "_toc.yml").is_file() and (candidate / "salve_utils").is_dir():
-            return candidate
+    found = enclosing_project(here)
+    if found is not None:
+        return found
     raise FileNotFoundError(
         f"Could not find the SALVE project root above {here} (a folder with _toc.yml and "
         "salve_utils/). Run from inside the project or set SALVE_PROJECT_ROOT."
     )
+
+
+def enclosing_project(start: str | os.PathLike) -> Path | None:
+    """The nearest folder at or above ``start`` that holds ``_toc.yml`` and ``salve_utils/`` (``None`` if none)."""
+    here = Path(start).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "_toc.yml").is_file() and (candidate / "salve_utils").is_dir():
+            return candidate
+    return None
 
 
 def cache_dir() -> Path:

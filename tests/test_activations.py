@@ -29,3 +29,12 @@ def test_vit_activations_reproduce_logits(planted_small, tmp_path) -> None:
     ckpt = models.save_model(model, tmp_path / "v.pt")
     acts, _ = activations.cached_activations(model, ckpt, train, val, 32, device="cpu", progress=False)
     assert (acts.logits("val") - models.predict_logits(model, val, 32, device="cpu")).abs().max() <= 1e-4
+
+
+def test_cache_key_keeps_the_existing_keys_and_changes_with_the_code_version(monkeypatch) -> None:
+    from salve_utils import runtime
+
+    path = activations.activations_cache_path("resnet18", "c" * 64, "planted", "t" * 16, "v" * 16, 32)
+    assert path.name == "resnet18-planted-4a144c39e39e1103.pt"  # the key caches were written under before versions
+    monkeypatch.setitem(runtime.CODE_VERSIONS, "activations", 2)
+    assert activations.activations_cache_path("resnet18", "c" * 64, "planted", "t" * 16, "v" * 16, 32) != path

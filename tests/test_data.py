@@ -214,3 +214,13 @@ def test_dataset_classes_need_no_images() -> None:
     assert "spire" in data.dataset_classes("planted")
     with pytest.raises(ValueError, match="unknown dataset"):
         data.dataset_classes("mnist")
+
+
+def test_dataset_cache_key_keeps_the_existing_keys_and_changes_with_the_code_version(monkeypatch) -> None:
+    from salve_utils import runtime
+    from salve_utils.data import dataset_cache_path
+
+    key = {"dataset": "imagenette", "split": "train", "size": 160, "listing": "l" * 16, "v": 1}
+    assert dataset_cache_path(key).name == "imagenette-train-160px-735b689bc4755699.pt"  # as before versions
+    monkeypatch.setitem(runtime.CODE_VERSIONS, "datasets", 2)
+    assert dataset_cache_path(key).name != "imagenette-train-160px-735b689bc4755699.pt"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import nbformat
@@ -326,7 +327,6 @@ def _run_stopped_inside_b(project: Path):
     """Start ``run -p b.x=7`` in a process group of its own; return once node b has written its outputs and waits."""
     import subprocess
     import sys
-    import time
 
     flag = project / "stop-here"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -428,3 +428,38 @@ def test_ctrl_c_stops_the_run_cleanly_and_publishes_nothing(project: Path, group
     assert "interrupted" in err and "Traceback" not in err
     assert _published(project) == before
     assert pipeline.plan("p", project, overrides=["b.x=7"]).stale == ["b"]
+
+
+def test_check_warns_about_a_profile_that_sets_nothing(project: Path, capsys) -> None:
+    (project / "notebooks/profiles/p.yml").write_text("description: nothing set\n")
+    assert pipeline.main(["check", "--profile", "p", "--root", str(project)]) == 0
+    assert "warning: profile p sets nothing" in capsys.readouterr().err
+
+
+def test_long_loops_report_progress_that_the_runner_shows_with_a_measured_eta(tmp_path: Path, monkeypatch) -> None:
+    from salve_utils import runtime
+
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(runtime.PROGRESS_FILE, str(path))
+    assert list(runtime.track(range(2), "seeds")) == [0, 1]
+    assert [json.loads(line)["done"] for line in path.read_text().splitlines()] == [0, 1, 2]
+    assert pipeline.progress_line(path, 0) == ""  # finished loops are not shown
+
+    lines = [{"what": "sweep points", "done": 0, "total": 4, "t": 100.0},
+             {"what": "SAE epochs", "done": 0, "total": 10, "t": 100.0},
+             {"what": "SAE epochs", "done": 10, "total": 10, "t": 120.0},  # 2 s an epoch
+             {"what": "sweep points", "done": 1, "total": 4, "t": 120.0},
+             {"what": "SAE epochs", "done": 0, "total": 10, "t": 120.0},  # the next SAE: a new loop
+             {"what": "SAE epochs", "done": 4, "total": 10, "t": 128.0}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"what": "SAE ep')  # a line being written
+    # sweep: 20 s a point, 3 left, 10 s since its last report -> 50 s; epochs: 2 s each, 6 left, 2 s since -> 10 s
+    assert pipeline.progress_line(path, 130.0) == "1/4 sweep points, ETA 0:50 · 4/10 SAE epochs, ETA 0:10"
+    path.write_text(json.dumps({"what": "epochs", "done": 12, "total": 40, "t": 0.0}) + "\n")  # resumed at 12
+    assert pipeline.progress_line(path, 5.0) == "12/40 epochs"  # no rate measured yet: no ETA
+    shown: list[str] = []
+    with pipeline._watching(path, shown.append, every=0.01):  # what the runner's bar gets while a node runs
+        for _ in range(100):
+            if shown:
+                break
+            time.sleep(0.01)
+    assert shown[0] == "12/40 epochs"
