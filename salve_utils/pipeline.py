@@ -438,13 +438,18 @@ def check_value(name: str, value: Any) -> str | None:
         bad = [v for v in items if v not in rule]
         return f"is not allowed: it must be one of {', '.join(map(repr, rule))}" if bad else None
     if isinstance(rule, str):
-        opening, low, high, closing = _INTERVAL.fullmatch(rule).groups()
-        low_, high_ = float(low), float(high)
-        for v in items:
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and not (
-                    (low_ < v if opening == "(" else low_ <= v) and (v < high_ if closing == ")" else v <= high_)):
-                return f"is out of range: it must be in {rule}" + (" (each item)" if items is value else "")
+        numbers = [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if not all(_inside(v, rule) for v in numbers):
+            return f"is out of range: it must be in {rule}" + (" (each item)" if items is value else "")
     return None
+
+
+def _inside(x: float, interval: str) -> bool:
+    """Is ``x`` in ``interval``, written ``"[low, high]"`` with ``(`` or ``)`` for an open end?"""
+    opening, low, high, closing = _INTERVAL.fullmatch(interval).groups()
+    above = float(low) < x if opening == "(" else float(low) <= x
+    below = x < float(high) if closing == ")" else x <= float(high)
+    return above and below
 
 
 def _finite(value: Any) -> bool:

@@ -154,12 +154,15 @@ def save_artifact(obj: Any, path: str | os.PathLike) -> Path:
 
     The old checksum goes first, so that a kill between the two writes leaves a
     file without a checksum (read as unverified, see :func:`load_artifact`), never
-    new bytes beside an old checksum.
+    new bytes beside an old checksum. The same ``obj`` always gives the same bytes:
+    ``torch.save`` to a *path* would write the temporary file's random name into
+    the archive, so it writes to an open file instead.
     """
     path = Path(path)
     checksum_path(path).unlink(missing_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
         digest = hash_file(tmp)
     _write_checksum(path, digest)
     return path
@@ -192,6 +195,8 @@ def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                                         f"{expected[:12] or 'nothing'}...", _fix_for(path))
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, MemoryError):
+        raise
     except Exception as err:  # a damaged zip or pickle raises many types; all mean the same here
         raise CorruptArtifact(path, f"torch cannot read it ({type(err).__name__}: {str(err)[:200]}); "
                                     "truncated or overwritten", _fix_for(path)) from None

@@ -208,3 +208,17 @@ def test_save_rejects_unloadable_meta_and_load_rejects_other_files(tmp_path):
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="SAE"):
         load_sae(tmp_path / "other.pt")
+
+
+def test_an_sae_saved_twice_is_the_same_bytes_with_a_checksum_that_load_verifies(tmp_path):
+    from salve_utils.runtime import CorruptArtifact, checksum_path, hash_file
+
+    sae = SparseAutoencoder(3, 2)
+    first, second = save_sae(sae, tmp_path / "a.pt", seed=0), save_sae(sae, tmp_path / "b.pt", seed=0)
+    assert first.read_bytes() == second.read_bytes()  # reruns publish identical artifacts
+    assert checksum_path(first).read_text() == f"{hash_file(first)}  a.pt\n"  # `sha256sum -c` reads it
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped, same size
+    first.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifact, match=r"a.pt is damaged: its SHA-256"):
+        load_sae(first)
