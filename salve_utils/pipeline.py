@@ -384,8 +384,8 @@ PARAM_RULES: dict[str, str | tuple[str, ...]] = {
     "store_size": "[8, 1024]", "train_size": "[8, 1024]", "eval_size": "[8, 1024]",
     "epochs": "[1, 10000]", "batch_size": "[1, 65536]", "lr": "(0, 10]", "weight_decay": "[0, 1]",
     "warmup": "[0, 1]", "label_smoothing": "[0, 1)", "crop_scale": "(0, 1]", "grad_clip": "[0, 1000]",
-    "eval_every": "[1, 10000]", "seed": "[0, 4294967295]", "tower_seed": "[0, 4294967295]",
-    "null_seed": "[0, 4294967295]",
+    "eval_every": "[1, 10000]", "precision": ("fp32", "bf16", "auto"), "seed": "[0, 4294967295]",
+    "tower_seed": "[0, 4294967295]", "null_seed": "[0, 4294967295]",
     # autoencoder (02)
     "d_latent": "[1, 65536]", "l1": "[0, 1000]", "max_fvu": "(0, 10]", "activation": ("linear", "relu", "topk"),
     "topk": "[0, 65536]", "sweep_l1": "[0, 1000]", "sweep_latents": "[1, 65536]",
@@ -395,12 +395,18 @@ PARAM_RULES: dict[str, str | tuple[str, ...]] = {
     "actmax_steps": "[1, 100000]", "actmax_lr": "(0, 100]",
     # sweeps: control, alpha_crit, tower, seeds, known answers, baselines (05-09, 12)
     "strength_max": "(0, 1000]", "n_alphas": "[2, 10001]", "target_accuracy": "[0, 1)",
-    "permanence_images": "[1, 100000]", "null_draws": "[1, 100000]", "null_classes": "[1, 1000]",
+    "permanence_images": "[1, 100000]", "null_draws": "[1, 100000]", "null_classes": "[0, 1000]",
     "null_every": "[1, 1000]", "empirical_per_class": "[1, 10000]", "n_grid": "[2, 10001]",
     "suppress_max": "(0, 1000000]", "n_suppress": "[2, 10001]", "special_share": "[0, 1]", "n_seeds": "[1, 1000]",
     "function_strength": "(0, 1000]", "min_images": "[1, 100000]", "recovery_threshold": "[0, 1]",
     "tolerance": "[0, 1]", "n_strengths": "[2, 10001]", "iterations": "[0, 100]", "steering_max": "(0, 1000]",
     "rome_max": "(0, 1000]", "rome_margin": "[0, 1000]", "max_classes": "[0, 100000]",
+    # ablations (13); 0 classes or epochs there mean "all" and "the chapter's own"
+    "strength_tail": "(0, 1000]", "tail_points": "[1, 10001]", "sae_epochs": "[0, 10000]",
+    "grid_latents": "[1, 65536]", "grid_l1": "[0, 1000]", "atlas_strength": "(0, 1000]",
+    "composition_strength": "(0, 1000]", "pairs": "[0, 10000]", "triples": "[0, 10000]", "mixed": "[0, 10000]",
+    "deep_train_per_class": "[1, 100000]", "deep_val_per_class": "[1, 100000]", "deep_latents": "[1, 65536]",
+    "deep_l1": "[0, 1000]", "deep_epochs": "[1, 10000]", "deep_strengths": "[0, 1000]",
     # summary (10)
     "mean_tolerance": "[0, 1]", "partly_factor": "[1, 100]", "fixed_strength": "(0, 1000]", "majority": "[0, 1]",
     "null_level": "(0, 1)", "agreement": "(0, 1]", "exact_share": "[0, 1]", "min_compared": "[1, 100000]",
