@@ -282,7 +282,9 @@ def logit_anatomy(acts: "Activations", sae: SparseAutoencoder, dominant: dict[st
     and ``others_share``: the same ratio for the other classes' logits on class k's inputs
     (their mean). ``share_k ≈ others_share`` means the edit shrinks every logit alike (common
     mode); only ``share_k > others_share`` makes class k lose ground. ``bias_rank`` 1 is the
-    lowest bias.
+    lowest bias. ``best_other_logit`` is the mean over class k's inputs of ``max_{i ≠ k} logit_i``:
+    editing row k alone takes logit k down to its bias ``b_k`` at most, so where
+    ``b_k > best_other_logit`` the own-row edit cannot take the typical image away from k.
     """
     x, labels = acts.split(split)
     weight, bias = acts.weight.detach().to(x), acts.bias.detach().to(x)
@@ -296,10 +298,12 @@ def logit_anatomy(acts: "Activations", sae: SparseAutoencoder, dominant: dict[st
         a = x[labels == k]
         u, v = (a @ weight.T).mean(0), (a @ (weight * r).T).mean(0)  # (K,) each
         others = [i for i in range(len(bias)) if i != k]
+        rival = (a @ weight[others].T + bias[others]).amax(1).mean()  # the best other class, image by image
         rows.append({"class": cls, "feature": int(feature), "bias": float(bias[k]), "bias_rank": int(rank[k]),
                      "logit_less_bias": float(u[k]), "share": float(v[k] / u[k]),
                      "others_share": float((v[others] / u[others]).mean()),
-                     "others_logit_less_bias": float(u[others].mean()), "others_bias": float(bias[others].mean())})
+                     "others_logit_less_bias": float(u[others].mean()), "others_bias": float(bias[others].mean()),
+                     "best_other_logit": float(rival)})
     return pd.DataFrame(rows)
 
 
