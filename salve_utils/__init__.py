@@ -16,6 +16,9 @@ One module per stage of the method (Flovik, ICLR 2026):
 ``baselines``      SALVE, steering, a ROME-style edit, zero row at matched efficacy
 ``nulls``          null edits: permuted |c|, the uniform direction, other features
 ``seeds``          robustness over autoencoder seeds
+``ablations``      the edit with one design choice changed, judged by the rulebook
+``atlas``          every latent against every class; composition of edits
+``deep``           Eq. 1 one layer deeper (ResNet-18 layer3 -> layer4)
 ``stats``          bootstrap intervals of accuracies
 ``verdicts``       the rulebook: thresholds and rules for every verdict
 ``claims``         each claim of the paper judged on one edition's tables

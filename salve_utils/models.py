@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 
 from .data import ImageSet, batches, center_resize, random_resized_crop_flip
 from .precision import PrecisionChoice, autocast, choose, images_per_second, legacy_auto_precision
-from .runtime import atomic_path, cache_dir, default_device, hash_json, load_artifact, torch_load
+from .runtime import (cache_dir, default_device, hash_json, load_artifact, load_cached, save_artifact, torch_load,
+                      track, versioned)
 
 __all__ = [
     "ARCHITECTURES",
@@ -243,9 +244,7 @@ def save_model(model: SalveNet, path: str | os.PathLike, **extra: Any) -> Path:
     """Save weights and what rebuilds the model (atomic; loadable with ``weights_only=True``)."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({**_model_record(model), "state_dict": state, **extra}, tmp)
-    return path
+    return save_artifact({**_model_record(model), "state_dict": state, **extra}, path)
 
 
 def load_model(path: str | os.PathLike, arch: str | None = None, num_classes: int | None = None,
@@ -468,8 +467,8 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint and checkpoint.is_file():
-        blob = torch_load(checkpoint)
+    blob = load_cached(checkpoint, torch_load) if checkpoint else None  # a damaged checkpoint is discarded: retrain
+    if blob is not None:
         if blob.get("run_key") in keys and not blob.get("complete"):
             model.load_state_dict(blob["state_dict"])
             opt.load_state_dict(blob["optimizer"])
@@ -486,7 +485,7 @@ def train(
     labels = train_set.labels.to(device)
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress,
                desc=f"train {model.arch}", unit="step", dynamic_ncols=True)
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in track(range(start_epoch, config.epochs), "epochs", total=config.epochs, start=start_epoch):
         model.train()
         gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         order = torch.randperm(len(train_set), generator=gen)
@@ -541,8 +540,7 @@ def _save_training_state(path: Path, model: SalveNet, opt: torch.optim.Optimizer
             "run_key": key, "precision": choice.as_dict(), "complete": complete}
     if not complete:
         blob["optimizer"] = opt.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    save_artifact(blob, path)
 
 
 def check_setup(arch: str, config: TrainConfig, weights: str | None = None, **arch_kwargs: Any) -> None:
@@ -566,8 +564,9 @@ def checkpoint_path(model: SalveNet, train_set: ImageSet, val_set: ImageSet | No
     The key hashes the model's record (architecture, options, classes, size), the
     initial ``weights``, every field of ``config`` and the content of both splits.
     """
-    key = hash_json({"model": _model_record(model), "weights": weights, "config": asdict(config),
-                     "train": train_set.fingerprint(), "val": val_set.fingerprint() if val_set else None})
+    key = hash_json(versioned("checkpoints", {"model": _model_record(model), "weights": weights, "config": asdict(config),
+                                              "train": train_set.fingerprint(),
+                                              "val": val_set.fingerprint() if val_set else None}))
     return cache_dir() / "checkpoints" / f"{model.arch}-{train_set.name}-{key}.pt"
 
 

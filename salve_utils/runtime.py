@@ -263,7 +263,7 @@ def load_cached(path: str | os.PathLike, load: Callable[[Path], T]) -> T | None:
 #: The version of the code that writes each kind of cached artifact. Bump a number when a change to that
 #: code changes what it writes: the version is part of the cache key (:func:`versioned`), so every cache the
 #: old code made is rebuilt instead of silently reused. Backbone checkpoints are keyed in ``models``.
-CODE_VERSIONS: dict[str, int] = {"datasets": 1, "activations": 1}
+CODE_VERSIONS: dict[str, int] = {"datasets": 1, "activations": 1, "checkpoints": 1}
 
 
 def versioned(producer: str, key: dict[str, Any]) -> dict[str, Any]:

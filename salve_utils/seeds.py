@@ -37,6 +37,7 @@ from scipy.optimize import linear_sum_assignment
 from .alpha import alpha_crit_table
 from .editing import accuracy_change, feature_curves, operating_points
 from .features import class_mean_latents, dominant_features
+from .runtime import track
 from .sae import SparseAutoencoder, train_sae
 
 if TYPE_CHECKING:
@@ -317,7 +318,7 @@ def seed_study(acts: "Activations", reference: SparseAutoencoder, reference_meta
     ref_dom = _dominant(acts, reference)
     ref = (reference, ref_dom, function_vectors(acts, reference, ref_dom, function_strength))
     curves, matches, medians, baseline = [], [], [], []
-    for seed in tqdm(seeds, desc="SAE seeds", disable=not progress):
+    for seed in track(tqdm(seeds, desc="SAE seeds", disable=not progress), "SAE seeds", total=len(seeds)):
         sae = reference if seed == seeds[0] else train_sae(acts.train, reference.d_latent, reference_meta["l1"],
                                                            seed=seed, **{**options, "progress": False})[0]
         dom = _dominant(acts, sae)
