@@ -191,10 +191,11 @@ def variant_curves(acts: "Activations", variant: Variant, strengths: Sequence[fl
 def variant_nulls(acts: "Activations", variant: Variant, curves: pd.DataFrame, th: Thresholds,
                   n_draws: int = 20, seed: int = 0, classes: Sequence[str] | None = None,
                   split: str = "val") -> pd.DataFrame:
-    """The permuted-|c| null of a variant at each class's operating point and at the fixed strength.
+    """The permuted-|c| and uniform nulls of a variant at each class's operating point and at the fixed strength.
 
     The same edit (same rows, same head) with the feature's ratios permuted across dimensions
-    (:func:`salve_utils.nulls.permuted_ratios`), in the null table's columns
+    (:func:`salve_utils.nulls.permuted_ratios`, ``n_draws`` draws), and with every ratio 1 (the
+    uniform direction: the edited rows only rescaled), in the null table's columns
     (:data:`salve_utils.nulls.NULL_COLUMNS`), so that :func:`score_variant` judges it with the
     report's rules.
     """
@@ -207,13 +208,14 @@ def variant_nulls(acts: "Activations", variant: Variant, curves: pd.DataFrame, t
     for cls, reached, strength in ops[["class", "reached", "strength"]].itertuples(index=False):
         k = acts.class_index(cls)
         s = np.unique([th.fixed_strength] + ([strength] if reached else []))
-        draws = permuted_ratios(variant.ratios(cls), n_draws, (seed, k))
-        acc = suppression_accuracies(x, labels, weight, bias, draws, s, variant.rows, k)  # (D, S, K)
+        draws = torch.cat([permuted_ratios(variant.ratios(cls), n_draws, (seed, k)), torch.ones(1, x.shape[1])])
+        acc = suppression_accuracies(x, labels, weight, bias, draws, s, variant.rows, k)  # (D + 1, S, K)
         others = np.delete(acc, k, axis=-1)
-        for d in range(n_draws):
+        for d in range(n_draws + 1):
             for i, si in enumerate(s):
                 rows.append({"feature_role": f"dominant:{cls}", "target": cls, "direction": "suppress",
-                             "null": "permuted", "draw": d, "strength": float(si),
+                             "null": "permuted" if d < n_draws else "uniform", "draw": d if d < n_draws else 0,
+                             "strength": float(si),
                              "target_accuracy": float(acc[d, i, k]), "target_n": int(counts[k]),
                              "others_mean": float(np.nanmean(others[d, i])),
                              "others_worst": float(np.nanmin(others[d, i]))})

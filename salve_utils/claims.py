@@ -206,13 +206,14 @@ def judge_suppress(m: Measured, th: Thresholds) -> Verdict:
                        f"≤ {th.target_accuracy:.0%}, but no null edits were measured")
     reached = judged["reached"].astype(bool)
     beat = reached & judged["beats_null"].astype(bool)
-    uniform = int((judged.loc[reached, "uniform_accuracy"] <= th.target_accuracy).sum())
+    uniform_known = reached & judged["uniform_accuracy"].notna()
+    uniform = int((judged.loc[uniform_known, "uniform_accuracy"] <= th.target_accuracy).sum())
     names = ", ".join(f"{r['class']} {format_interval(r['accuracy'], r['lo'], r['hi'])} at strength {r['strength']:.2g}"
                       for _, r in judged[reached].iterrows())
     text = (f"{int(reached.sum())} of {len(judged)} classes reach ≤ {th.target_accuracy:.0%}"
             + (f" ({names})" if names else "") + f"; {int(beat.sum())} of them beyond the permuted-|c| null"
-            + (f"; the uniform direction (a pure logit rescaling) takes {uniform} of those {int(reached.sum())} there "
-               "at the same strength" if reached.any() else "")
+            + (f"; the uniform direction (a pure logit rescaling) takes {uniform} of those {int(uniform_known.sum())} "
+               "there at the same strength" if uniform_known.any() else "")
             + ("" if len(judged) == len(ops) else
                f"; nulls for {len(judged)} of {len(ops)} classes ({int(ops['reached'].sum())} of "
                f"{len(ops)} reach ≤ {th.target_accuracy:.0%})")

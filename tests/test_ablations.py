@@ -140,3 +140,16 @@ def test_layer3_edit_is_a_channel_scaling_and_the_whole_model_agrees(tiny_model)
     assert torch.equal(model.body.layer4[0].conv1.weight, deep.edit_next_conv(model, column, 0.0).body.layer4[0].conv1.weight)
     with pytest.raises(ValueError, match="256 entries"):
         deep.edit_next_conv(model, torch.ones(3), 1.0)
+
+
+def test_variant_nulls_carry_the_uniform_direction_and_the_judge_names_only_what_was_measured(toy):
+    acts, sae = toy
+    variant = ablations.Variant("paper", "", sae, {"a": 0, "b": 1, "c": 2}, strength_max=8.0)
+    curves = ablations.variant_curves(acts, variant, np.linspace(0, 8, 33))
+    th = Thresholds()
+    nulls = ablations.variant_nulls(acts, variant, curves, th, n_draws=4)
+    assert set(nulls["null"]) == {"permuted", "uniform"} and (nulls["null"] == "uniform").sum() == len(nulls) // 5
+    with_uniform = ablations.score_variant(curves, nulls, th)["suppress_reason"]
+    without = ablations.score_variant(curves, nulls[nulls["null"] == "permuted"], th)["suppress_reason"]
+    reached = ablations.rescued(curves, th)["reached"].any()
+    assert ("uniform direction" in with_uniform) == bool(reached) and "uniform direction" not in without

@@ -328,11 +328,16 @@ def _run_stopped_inside_b(project: Path):
     import subprocess
     import sys
 
+    import signal
+
     flag = project / "stop-here"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # Ctrl-C as a terminal delivers it: whatever the test process inherited or set (an ignored SIGINT is
+    # inherited across exec, and Python then leaves it ignored), the runner starts with the default handler
     proc = subprocess.Popen([sys.executable, "-m", "salve_utils.pipeline", "run", "--profile", "p", "--root",
                              str(project), "-p", "b.x=7", "-p", f"b.wait={flag}"], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for _ in range(600):
         if Path(f"{flag}.ready").exists():
             return proc
