@@ -1056,16 +1056,18 @@ def _execute(p: Plan, name: str, cell_timeout: float | None = None,
     tmp = stage / "running.ipynb"
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
+    sigint: list[float] = []
     try:
         progress_file = stage / "progress.jsonl"
-        with _environment(**{STAGE_NODE: name, STAGE_DIR: str(stage), PROGRESS_FILE: str(progress_file)}), \
+        with _recording_sigint() as sigint, \
+                _environment(**{STAGE_NODE: name, STAGE_DIR: str(stage), PROGRESS_FILE: str(progress_file)}), \
                 _watching(progress_file, on_progress):
             pm.execute_notebook(str(src), str(tmp), parameters=p.params[name], cwd=str(p.root),
                                 kernel_name="python3", progress_bar=False, log_output=False,
                                 execution_timeout=cell_timeout,
                                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no kernel chatter
     except pm.PapermillExecutionError as err:
-        if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel too
+        if err.ename == "KeyboardInterrupt" or sigint:  # Ctrl-C reached the kernel too
             shutil.rmtree(stage, ignore_errors=True)
             raise KeyboardInterrupt from None
         failed = work / "failed"
@@ -1077,9 +1079,22 @@ def _execute(p: Plan, name: str, cell_timeout: float | None = None,
             f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
             f"The executed copy with the error is at {failed / f'{name}.ipynb'}; nothing was published."
         ) from None
+    except Exception as err:
+        shutil.rmtree(stage, ignore_errors=True)
+        if sigint:  # e.g. the kernel died of the same Ctrl-C before the runner's interrupt surfaced
+            raise KeyboardInterrupt from None
+        if type(err).__name__ == "DeadKernelError":
+            raise PipelineError(
+                f"node {name} (notebooks/{node.notebook}): the kernel died without a Python error; the usual cause "
+                "is running out of memory (check `dmesg`), or a native crash. Nothing was published."
+            ) from None
+        raise
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    if sigint:  # a Ctrl-C that something below swallowed still stops the run before publication
+        shutil.rmtree(stage, ignore_errors=True)
+        raise KeyboardInterrupt
     wall = time.perf_counter() - t0
     nb = nbformat.read(tmp, as_version=4)
     staged = stage / "artifacts" / "outputs.json"
@@ -1247,6 +1262,49 @@ def expected_time(nodes: Sequence[str], last: dict[str, tuple[float, str]]) -> s
     if unknown:
         text += f"; {len(unknown)} never ran here ({', '.join(unknown[:3])}{', …' if len(unknown) > 3 else ''})"
     return text
+
+
+_EXECUTOR_LOGGERS = ("papermill", "traitlets", "asyncio")
+
+
+@contextlib.contextmanager
+def _recording_sigint():
+    """Yield a list that gains an entry when SIGINT arrives; the previous handler still runs.
+
+    Ctrl-C in a terminal reaches the kernel as well as the runner, and the kernel may die of
+    it before the runner's ``KeyboardInterrupt`` surfaces; whatever error then comes out of
+    the executor is the interruption, not a failure of the node.
+    """
+    import signal
+
+    import logging
+
+    seen: list[float] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    # once interrupted, the executor's teardown ("Kernel died while waiting ...") is noise, not news
+    quiet = logging.Filter()
+    quiet.filter = lambda record: not seen  # type: ignore[method-assign]
+    chatty = [logging.getLogger(n) for n in _EXECUTOR_LOGGERS]
+
+    def record(signum, frame):  # noqa: ANN001 -- signal handler signature
+        seen.append(time.time())
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, record)
+    for logger in chatty:
+        logger.addFilter(quiet)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for logger in chatty:
+            logger.removeFilter(quiet)
 
 
 @contextlib.contextmanager
@@ -1525,6 +1583,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        import logging
+
+        # the executor's abandoned tasks report the kernel's shutdown when collected at exit
+        for name in _EXECUTOR_LOGGERS:
+            logging.getLogger(name).disabled = True
         print("\ninterrupted: the running node was not published; every published chapter, table and record is "
               "as before. Run the same command again to resume.", file=sys.stderr)
         return 130

@@ -435,6 +435,43 @@ def test_ctrl_c_stops_the_run_cleanly_and_publishes_nothing(project: Path, group
     assert pipeline.plan("p", project, overrides=["b.x=7"]).stale == ["b"]
 
 
+def test_a_dead_kernel_is_a_clear_error_and_after_ctrl_c_an_interruption(project: Path, monkeypatch,
+                                                                          caplog) -> None:
+    """Ctrl-C can kill the kernel before the runner's own KeyboardInterrupt surfaces (seen in CI)."""
+    import logging
+    import signal
+
+    import papermill as pm
+    from nbclient.exceptions import DeadKernelError
+
+    pipeline.run("p", project, progress=False, log=lambda *_: None)
+    before = _published(project)
+
+    def dies(*args, **kwargs):
+        raise DeadKernelError("Kernel died")
+
+    monkeypatch.setattr(pm, "execute_notebook", dies)
+    with pytest.raises(pipeline.PipelineError, match="kernel died without a Python error.*memory"):
+        pipeline.run("p", project, overrides=["b.x=7"], progress=False, log=lambda *_: None)
+
+    def interrupted_then_dies(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # swallowed below the runner, as an event loop may
+        logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
+        raise DeadKernelError("Kernel died")
+
+    monkeypatch.setattr(pm, "execute_notebook", interrupted_then_dies)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run("p", project, overrides=["b.x=7"], progress=False, log=lambda *_: None)
+    assert _published(project) == before
+    assert not (project / "data/runs/p/staging/b").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's recorder is gone
+    assert "Kernel died" not in caplog.text  # the teardown after an interrupt is not reported as news
+
+
 def test_check_warns_about_a_profile_that_sets_nothing(project: Path, capsys) -> None:
     (project / "notebooks/profiles/p.yml").write_text("description: nothing set\n")
     assert pipeline.main(["check", "--profile", "p", "--root", str(project)]) == 0
