@@ -44,10 +44,11 @@ from .verdicts import Thresholds
 if TYPE_CHECKING:
     from .activations import Activations
 
-__all__ = ["ROWS", "Variant", "design_grid", "dominant_by_attribution", "logit_anatomy", "logit_attribution", "logit_paths",
+__all__ = ["RESCUE_SHARE", "ROWS", "Variant", "best_single_change", "design_grid", "dominant_by_attribution", "logit_anatomy", "logit_attribution", "logit_paths",
            "rescued", "retrained", "score_variant", "suppression_accuracies", "variant_curves", "variant_nulls"]
 
 ROWS = ("all", "target")
+RESCUE_SHARE = 0.8  # the question asked of every variant: does it rescue at least this share of the classes?
 
 
 # =========================================================================== exact accuracies of an edited head
@@ -269,6 +270,22 @@ def score_variant(curves: pd.DataFrame, nulls: pd.DataFrame | None, th: Threshol
             "median_worst_loss": float(res.loc[res["reached"], "worst_loss"].median()) if res["reached"].any()
             else np.nan, "unedited_accuracy": base,
             "suppress": sup.kind, "suppress_reason": sup.reason, "specific": spec.kind, "specific_reason": spec.reason}
+
+
+def best_single_change(table: pd.DataFrame, share: float = RESCUE_SHARE) -> dict[str, Any]:
+    """Which variants of a table of :func:`score_variant` rows rescue ``⌈share · classes⌉`` classes or more.
+
+    Returns ``goal`` (that count), ``winners`` (the variants that meet it, in table order) and
+    the ``best`` variant by classes rescued, then reached, with its ``rescued`` and ``reached``.
+
+    >>> t = pd.DataFrame({"variant": ["paper", "own row"], "classes": [10, 10], "reached": [3, 2], "rescued": [0, 2]})
+    >>> best_single_change(t)
+    {'goal': 8, 'winners': [], 'best': 'own row', 'rescued': 2, 'reached': 2}
+    """
+    goal = int(np.ceil(share * int(table["classes"].max())))
+    best = table.sort_values(["rescued", "reached"], ascending=False, kind="stable").iloc[0]
+    return {"goal": goal, "winners": list(table.loc[table["rescued"] >= goal, "variant"]), "best": str(best["variant"]),
+            "rescued": int(best["rescued"]), "reached": int(best["reached"])}
 
 
 # =========================================================================== logit anatomy

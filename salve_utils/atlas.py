@@ -174,3 +174,28 @@ def composition(acts: "Activations", sae: SparseAutoencoder, dominant: dict[str,
                          "combined": float(combined[i]), "additive": float(additive[i]),
                          "interaction": float(combined[i] - additive[i])})
     return pd.DataFrame(rows)
+
+
+def composition_summary(comp: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per edit set, then per kind of set: how the edited and the other classes moved, combined vs added up.
+
+    For each set: the mean change of its edited classes and the change of its worst other
+    class (the minimum over classes it does not edit), once for the combined edit and once for
+    the sum of the single edits. The second frame is the median of those over the sets of each
+    kind ("2 suppressed", ...).
+
+    >>> comp = pd.DataFrame({"combo": ["−a + −b"] * 3, "kind": ["2 suppressed"] * 3, "class": list("abc"),
+    ...                      "role": ["suppressed", "suppressed", "other"],
+    ...                      "combined": [-0.9, -0.8, -0.5], "additive": [-0.6, -0.6, -0.2]})
+    >>> per_set, by_kind = composition_summary(comp)
+    >>> by_kind.loc["2 suppressed"].round(2).tolist()
+    [-0.85, -0.6, -0.5, -0.2]
+    """
+    rows = []
+    for (combo, kind), g in comp.groupby(["combo", "kind"], sort=False):
+        edited, other = g[g["role"] != "other"], g[g["role"] == "other"]
+        rows.append({"combo": combo, "kind": kind,
+                     "edited, combined": edited["combined"].mean(), "edited, additive": edited["additive"].mean(),
+                     "worst other, combined": other["combined"].min(), "worst other, additive": other["additive"].min()})
+    per_set = pd.DataFrame(rows)
+    return per_set, per_set.groupby("kind").median(numeric_only=True)

@@ -4,7 +4,8 @@
 records from a report node's context and judges them with
 :func:`salve_utils.claims.claims` under one :class:`~salve_utils.verdicts.Thresholds`;
 :func:`claims_by_edition` lays the editions side by side, adding the row that asks
-whether a claim transfers from one backbone to another. The rules live in
+whether a claim transfers from one backbone to another; :func:`ablations_by_edition`
+lays out what the ablation chapters found. The rules live in
 :mod:`salve_utils.verdicts`, the judges in :mod:`salve_utils.claims`.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .ablations import best_single_change
 from .claims import PAPER_CLAIMS, Measured, claims
 from .verdicts import Thresholds, share
 
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
     from .activations import Activations
     from .pipeline import NodeContext
 
-__all__ = ["backbone_pair", "claims_by_edition", "edition_claims", "edition_overview", "headline", "verdict_kind"]
+__all__ = ["ablations_by_edition", "backbone_pair", "claims_by_edition", "edition_claims", "edition_overview",
+           "edition_tables", "headline", "verdict_kind"]
 
 def verdict_kind(verdict: str) -> str:
     """The verdict's category: the words before the first colon ("holds", "partly", ...)."""
@@ -180,6 +183,58 @@ def claims_by_edition(per_edition: dict[str, pd.DataFrame], titles: dict[str, st
         row[f"{titles[transfer[1]]}: verdict"] = "inconclusive" if common and len(unclear) > len(common) / 2 else kind
         wide = pd.concat([wide, pd.DataFrame([row])], ignore_index=True)
     return wide
+
+
+def edition_tables(ctx: "NodeContext", name: str, role: str) -> dict[str, pd.DataFrame]:
+    """Table ``name`` of every edition whose node playing ``role`` ran, only the rows that node wrote."""
+    found = {}
+    for edition in ctx.editions:
+        node = ctx.upstream.get(f"{edition}.{role}")
+        if node is None:
+            continue
+        try:
+            found[edition] = _rows(ctx.read_table(name, edition), {node})
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def ablations_by_edition(tables: dict[str, pd.DataFrame], titles: dict[str, str]) -> tuple[pd.DataFrame, list[str]]:
+    """The ablation chapters' answers side by side: variants × editions, and one sentence per edition.
+
+    ``tables`` maps an edition to its ablation table (``ablation_variants``: one row per
+    variant with ``classes, reached, rescued``). A cell reads "rescued r / reached q of n"; the
+    sentence applies :func:`salve_utils.ablations.best_single_change` (the rule the chapter
+    states) and names the variants that meet its goal, or says that none does and which comes
+    closest.
+
+    >>> t = pd.DataFrame({"variant": ["paper (Eq. 1)", "own row"], "classes": [10, 10], "reached": [3, 2],
+    ...                   "rescued": [0, 2]})
+    >>> table, lines = ablations_by_edition({"e": t}, {"e": "ResNet"})
+    >>> table["ResNet"].tolist()
+    ['0 / 3 of 10', '2 / 2 of 10']
+    >>> lines[0]
+    '**ResNet**: no single change rescues 8 or more of 10 classes; the most is 2 (own row, which reaches 2).'
+    """
+    variants = list(dict.fromkeys(v for t in tables.values() for v in t["variant"]))
+    wide = pd.DataFrame({"variant": variants})
+    lines = []
+    for edition, t in tables.items():
+        cells = {r.variant: f"{r.rescued} / {r.reached} of {r.classes}" for r in t.itertuples(index=False)}
+        wide[titles[edition]] = wide["variant"].map(cells).fillna("—")
+        v = best_single_change(t)
+        n = int(t["classes"].max())
+        if v["winners"]:
+            judged = t.set_index("variant")
+            verdicts = "; ".join(f"{w}: suppress {judged.at[w, 'suppress']}, specific {judged.at[w, 'specific']}"
+                                 for w in v["winners"] if {"suppress", "specific"} <= set(judged.columns))
+            lines.append(f"**{titles[edition]}**: {', '.join(v['winners'])} rescue{'s' if len(v['winners']) == 1 else ''} "
+                         f"{v['goal']} or more of {n} classes" + (f" (judged against its nulls by the rulebook, "
+                                                                   f"{verdicts})" if verdicts else "") + ".")
+        else:
+            lines.append(f"**{titles[edition]}**: no single change rescues {v['goal']} or more of {n} classes; the most "
+                         f"is {v['rescued']} ({v['best']}, which reaches {v['reached']}).")
+    return wide, lines
 
 
 def headline(claims_table: pd.DataFrame, verdict: str = "verdict") -> str:

@@ -153,3 +153,19 @@ def test_variant_nulls_carry_the_uniform_direction_and_the_judge_names_only_what
     without = ablations.score_variant(curves, nulls[nulls["null"] == "permuted"], th)["suppress_reason"]
     reached = ablations.rescued(curves, th)["reached"].any()
     assert ("uniform direction" in with_uniform) == bool(reached) and "uniform direction" not in without
+
+
+def test_the_summary_names_the_variants_that_rescue_the_goal_with_their_verdicts() -> None:
+    from salve_utils import report
+
+    t = pd.DataFrame({"variant": ["paper (Eq. 1)", "own row", "centred bias"], "classes": [20, 20, 20],
+                      "reached": [10, 20, 17], "rescued": [0, 20, 16],
+                      "suppress": ["does not hold", "inconclusive", "partly"], "specific": ["partly", "holds", "holds"]})
+    assert ablations.best_single_change(t) == {"goal": 16, "winners": ["own row", "centred bias"], "best": "own row",
+                                               "rescued": 20, "reached": 20}
+    assert ablations.best_single_change(t.iloc[[0, 2]].assign(rescued=[0, 15]))["winners"] == []  # 15 < ⌈0.8·20⌉
+    wide, lines = report.ablations_by_edition({"c": t}, {"c": "CIFAR"})
+    assert wide["CIFAR"].tolist() == ["0 / 10 of 20", "20 / 20 of 20", "16 / 17 of 20"]
+    assert lines == ["**CIFAR**: own row, centred bias rescue 16 or more of 20 classes (judged against its nulls by the "
+                     "rulebook, own row: suppress inconclusive, specific holds; centred bias: suppress partly, "
+                     "specific holds)."]
