@@ -1273,17 +1273,17 @@ def _recording_sigint():
 
     Ctrl-C in a terminal reaches the kernel as well as the runner, and the kernel may die of
     it before the runner's ``KeyboardInterrupt`` surfaces; whatever error then comes out of
-    the executor is the interruption, not a failure of the node.
+    the executor is the interruption, not a failure of the node. An ignored SIGINT (a job
+    started in the background by a script) stays ignored.
     """
+    import logging
     import signal
 
-    import logging
-
     seen: list[float] = []
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous == signal.SIG_IGN:
         yield seen
         return
-    previous = signal.getsignal(signal.SIGINT)
     # once interrupted, the executor's teardown ("Kernel died while waiting ...") is noise, not news
     quiet = logging.Filter()
     quiet.filter = lambda record: not seen  # type: ignore[method-assign]
@@ -1293,7 +1293,7 @@ def _recording_sigint():
         seen.append(time.time())
         if callable(previous):
             previous(signum, frame)
-        elif previous == signal.SIG_DFL:
+        else:  # SIG_DFL would end the process; end the run instead, cleanly
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, record)

@@ -472,6 +472,20 @@ def test_a_dead_kernel_is_a_clear_error_and_after_ctrl_c_an_interruption(project
     assert "Kernel died" not in caplog.text  # the teardown after an interrupt is not reported as news
 
 
+def test_an_ignored_sigint_stays_ignored_while_a_node_runs() -> None:
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a job a script starts with `&`
+    try:
+        with pipeline._recording_sigint() as seen:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert seen == []
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def test_check_warns_about_a_profile_that_sets_nothing(project: Path, capsys) -> None:
     (project / "notebooks/profiles/p.yml").write_text("description: nothing set\n")
     assert pipeline.main(["check", "--profile", "p", "--root", str(project)]) == 0
