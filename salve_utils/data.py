@@ -42,7 +42,10 @@ from .runtime import cache_dir, hash_json, load_cached, project_root, save_artif
 __all__ = [
     "IMAGENETTE_CLASSES",
     "ImageSet",
+    "PLANTED_CLASSES",
     "PLANTED_PARTS",
+    "PLANTED_REGIMES",
+    "PLANTED_UNIQUE",
     "batches",
     "center_resize",
     "class_index",
@@ -55,6 +58,7 @@ __all__ = [
     "load_imagenette",
     "make_planted_parts",
     "planted_class_table",
+    "planted_classes",
     "random_resized_crop_flip",
 ]
 
@@ -466,7 +470,7 @@ def dataset_classes(name: str, **options) -> list[str]:
     if name == "cifar100":
         return list(CIFAR100_CLASSES)
     if name == "planted":
-        return list(PLANTED_CLASSES)
+        return list(planted_classes(options.get("regime", "shared")))
     raise ValueError(f"unknown dataset {name!r}; choose 'imagenette', 'cifar100' or 'planted'")
 
 
@@ -523,11 +527,44 @@ PLANTED_CLASSES: dict[str, tuple[str, ...]] = {
 }
 
 
-def planted_class_table() -> "pd.DataFrame":
-    """The planted classes and the parts each one is made of."""
+#: Regime A of the known-answer control: each class carried by one part of its own (the same
+#: class names, so every profile parameter that names a class works in both regimes). "disc"
+#: and "ring" belong to no class: they are the distractors, so no image shows two classes' parts.
+PLANTED_UNIQUE: dict[str, tuple[str, ...]] = {
+    "spire": ("tower",),
+    "pump": ("checker",),
+    "target": ("dots",),
+    "flag": ("stripes",),
+    "kite": ("zigzag",),
+    "medic": ("cross",),
+    "board": ("bar",),
+    "rainbow": ("arc",),
+    "dice": ("square",),
+    "signal": ("triangle",),
+}
+#: The planted regimes: "shared" (B, the default: every class an AND of two parts, most parts
+#: shared by two classes) and "unique" (A: one class-unique part per class).
+PLANTED_REGIMES: dict[str, dict[str, tuple[str, ...]]] = {"shared": PLANTED_CLASSES, "unique": PLANTED_UNIQUE}
+
+
+def planted_classes(regime: str = "shared") -> dict[str, tuple[str, ...]]:
+    """The class -> parts map of a planted regime ("shared", regime B, or "unique", regime A).
+
+    >>> planted_classes("unique")["spire"]
+    ('tower',)
+    >>> planted_classes("shared")["spire"]
+    ('tower', 'ring')
+    """
+    if regime not in PLANTED_REGIMES:
+        raise ValueError(f"regime must be one of {sorted(PLANTED_REGIMES)}, got {regime!r}")
+    return PLANTED_REGIMES[regime]
+
+
+def planted_class_table(regime: str = "shared") -> "pd.DataFrame":
+    """The planted classes and the parts each one is made of, in a regime (see :func:`planted_classes`)."""
     import pandas as pd
 
-    return pd.DataFrame([{"class": c, "parts": " + ".join(p)} for c, p in PLANTED_CLASSES.items()])
+    return pd.DataFrame([{"class": c, "parts": " + ".join(p)} for c, p in planted_classes(regime).items()])
 
 
 def _part_mask(part: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
@@ -578,6 +615,7 @@ def make_planted_parts(
     n_per_class: int | None = None,
     seed: int = 0,
     distractor_prob: float = 0.3,
+    regime: str = "shared",
 ) -> ImageSet:
     """The synthetic "planted parts" set: known features, generated in seconds, no download.
 
@@ -589,6 +627,11 @@ def make_planted_parts(
     ``p``. The "tower" part is shared by "spire" and "pump": the analogue of the
     paper's Tower feature shared by church and gas pump.
 
+    ``regime="unique"`` (regime A of the known-answer control) gives each class one part
+    of its own (:data:`PLANTED_UNIQUE`); its distractors are drawn only from the parts no
+    class carries, so every image is unambiguously its class. The default
+    ``regime="shared"`` is regime B above, where the paper's claim may break.
+
     Deterministic: the same ``split``, ``size``, ``n_per_class`` and ``seed`` give
     the same tensor (train and val use different streams).
     """
@@ -597,8 +640,10 @@ def make_planted_parts(
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels for the parts to be drawn, got {size}")
     n_per_class = n_per_class or (300 if split == "train" else 100)
+    mapping = planted_classes(regime)
     rng = np.random.default_rng([seed, _SPLITS.index(split), size])
-    classes = list(PLANTED_CLASSES)
+    classes = list(mapping)
+    carried = {p for parts in mapping.values() for p in parts}
     part_index = {p: i for i, p in enumerate(PLANTED_PARTS)}
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     n = n_per_class * len(classes)
@@ -606,9 +651,9 @@ def make_planted_parts(
     labels = np.repeat(np.arange(len(classes)), n_per_class)
     part_labels = np.zeros((n, len(PLANTED_PARTS)), dtype=bool)
     for i, label in enumerate(labels):
-        parts = list(PLANTED_CLASSES[classes[label]])
+        parts = list(mapping[classes[label]])
         if rng.random() < distractor_prob:
-            others = [p for p in PLANTED_PARTS if p not in parts]
+            others = [p for p in PLANTED_PARTS if p not in parts and (regime == "shared" or p not in carried)]
             parts.append(others[rng.integers(len(others))])
         # background: a random tint with a gentle gradient and pixel noise
         tint = rng.uniform(0.2, 0.8, size=3)

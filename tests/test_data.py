@@ -33,6 +33,20 @@ def test_planted_parts_is_deterministic_and_labelled() -> None:
     assert len(sharing) == 2  # the Tower analogue is shared by two classes
 
 
+def test_planted_regime_a_gives_every_class_one_part_of_its_own_and_no_ambiguous_image() -> None:
+    a = data.make_planted_parts("train", 32, n_per_class=20, seed=0, regime="unique")
+    own = {c: parts[0] for c, parts in data.PLANTED_UNIQUE.items()}
+    assert len(set(own.values())) == len(own) == 10  # unique: no part carried by two classes
+    carried = [data.PLANTED_PARTS.index(p) for p in own.values()]
+    for n, label in enumerate(a.labels):
+        shown = a.part_labels[n, carried]
+        assert shown.sum() == 1 and shown[int(label)]  # its own part, and no other class's part
+    assert a.part_labels[:, [data.PLANTED_PARTS.index(p) for p in ("disc", "ring")]].any()  # distractors
+    assert data.dataset_classes("planted", regime="unique") == list(data.PLANTED_UNIQUE)
+    with pytest.raises(ValueError, match="regime"):
+        data.make_planted_parts("train", 32, regime="mixed")
+
+
 def test_planted_parts_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="split"):
         data.make_planted_parts("test")
