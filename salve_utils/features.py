@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "part_assignment",
     "part_suppression",
+    "within_class_correlations",
+    "class_indicator_null",
     "shared_part_answer",
     "dominant_sharing",
     "class_mean_latents",
@@ -528,6 +530,53 @@ def part_assignment(corr: pd.DataFrame) -> pd.DataFrame:
     out["feature"] = out["feature"].astype(int)
     out["abs_corr"] = out["corr"].abs()
     return out
+
+
+def within_class_correlations(z: torch.Tensor, part_labels: torch.Tensor, labels: torch.Tensor,
+                               parts: Sequence[str]) -> pd.DataFrame:
+    """Pearson ``r`` between parts and latents *within class*: both with every class's mean removed first.
+
+    A latent that only detects a class correlates with the parts that class always carries, and
+    :func:`part_correlations` counts that as recovery. Within class, only the part's own
+    variation is left (a part present on some images of a class and not on others, such as a
+    distractor): a pure class detector scores 0, a latent that fires on the part scores high.
+
+    Examples
+    --------
+    >>> y = torch.tensor([0, 0, 0, 1, 1, 1]); t = torch.tensor([[1], [1], [1], [0], [0], [1]]).bool()
+    >>> z = torch.stack([(y == 0).float(), t[:, 0].float()], 1)  # a class detector, and the part itself
+    >>> part_correlations(z, t, ["tower"]).round(2).values.tolist()
+    [[0.71, 1.0]]
+    >>> within_class_correlations(z, t, y, ["tower"]).round(2).values.tolist()
+    [[0.0, 1.0]]
+    """
+    labels = torch.as_tensor(labels).long()
+    if labels.ndim != 1 or len(labels) != z.shape[0]:
+        raise ValueError(f"labels must be (N={z.shape[0]},), got {tuple(labels.shape)}")
+    onehot = torch.nn.functional.one_hot(labels).double()
+    count = onehot.sum(0).clamp_min(1)
+
+    def centred(x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().cpu().double()
+        return x - onehot @ (onehot.T @ x / count[:, None])
+
+    return part_correlations(centred(z), centred(torch.as_tensor(part_labels)), parts)
+
+
+def class_indicator_null(part_labels: torch.Tensor, labels: torch.Tensor, parts: Sequence[str],
+                         classes: Sequence[str]) -> pd.DataFrame:
+    """What a pure class detector scores: per part, ``max_c |r(t_p, [y = c])|`` and that class.
+
+    A latent that tracks a part should beat every class indicator's correlation with it;
+    one that does not may be a class detector in disguise.
+    """
+    labels = torch.as_tensor(labels).long()
+    indicators = torch.nn.functional.one_hot(labels, len(classes)).float()
+    r = part_correlations(indicators, part_labels, parts).abs()
+    r.columns = list(classes)
+    best = r.fillna(-1.0).idxmax(axis=1)
+    return pd.DataFrame({"part": list(parts), "best_class": best.tolist(),
+                         "null_abs_corr": [float(r.loc[p, c]) for p, c in zip(parts, best)]})
 
 
 def part_suppression(acts: "Activations", sae: SparseAutoencoder, assignment: pd.DataFrame,

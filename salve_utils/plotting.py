@@ -987,3 +987,23 @@ def deep_vs_head_plot(curves: pd.DataFrame, palette: dict, target_accuracy: floa
     bx.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def sparsity_path_plot(path: pd.DataFrame, d_latent: int, chosen_l1: float, sparse: dict[str, float] | None = None):
+    """The linear autoencoder along λ₁: validation FVU (left) and L0 counted relative to each latent's
+    scale (right, dotted: ``d / 4``, where L1 is said to bite); the chapter's λ₁ marked, and the sparse
+    arm's TopK autoencoder as a point (``sparse``: its ``fvu`` and ``l0_rel``)."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
+    for a, column, label in ((ax, "fvu", "validation FVU"), (bx, "l0_rel", "relative L0 (active latents)")):
+        a.plot(path["l1"], path[column], "o-", color="C0", label="linear, L1")
+        ext = path[path["extended"]]
+        a.plot(ext["l1"], ext[column], "o", color="C1", label="path extended")
+        a.axvline(chosen_l1, ls="--", color="grey", lw=1, label="the chapter's λ₁")
+        if sparse is not None:
+            a.axhline(sparse[column], ls="-.", color="C2", lw=1.2, label="sparse arm (TopK)")
+        a.set(xscale="log", xlabel="λ₁", ylabel=label)
+    bx.axhline(d_latent / 4, ls=":", color="black", lw=1, label="d / 4")
+    bx.set_ylim(0, d_latent * 1.05)
+    bx.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

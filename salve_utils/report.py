@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .activations import Activations
     from .pipeline import NodeContext
 
-__all__ = ["ablations_by_edition", "backbone_pair", "claims_by_edition", "edition_claims", "edition_overview",
+__all__ = ["ARM_NAMES", "ablations_by_edition", "arms_by_edition", "backbone_pair", "first_answer", "regime_resemblance", "claims_by_edition", "edition_claims", "edition_overview",
            "edition_tables", "headline", "verdict_kind"]
 
 def verdict_kind(verdict: str) -> str:
@@ -250,3 +250,76 @@ def headline(claims_table: pd.DataFrame, verdict: str = "verdict") -> str:
 
     return (f"Holding: {named('holds')}. Partly: {named('partly')}. Not holding or differing: "
             f"{named('does not hold', 'differs')}. Inconclusive: {named('inconclusive')}.")
+
+
+# =========================================================================== method or reproduction?
+
+#: The arms as the first answer names them (the oracle row is the better of the label-informed directions).
+ARM_NAMES = {"paper": "the paper's edit (its linear L1 autoencoder's latent)",
+             "oracle": "Eq. 1 with a label-informed direction (the oracle)",
+             "sparse": "Eq. 1 with a truly sparse autoencoder's latent (TopK, k = d/8)"}
+FINDINGS = {"paper works": "the paper's edit works", "feature stage": "the feature stage fails (an oracle works)",
+            "edit": "Eq. 1 itself fails (no oracle works)"}
+
+
+def _arm_rows(table: pd.DataFrame) -> dict[str, pd.Series]:
+    """The paper, best oracle and sparse rows of one edition's ``arms`` table."""
+    oracles = table[table["arm"].str.startswith("oracle")].sort_values(["rescued", "reached"], ascending=False,
+                                                                       kind="stable")
+    rows = {"paper": table[table["arm"] == "paper"], "oracle": oracles.head(1), "sparse": table[table["arm"] == "sparse"]}
+    return {k: v.iloc[0] for k, v in rows.items() if len(v)}
+
+
+def _rescue_text(r: pd.Series) -> str:
+    return f"{int(r['rescued'])} of {int(r['classes'])} ({r['rescued_lo']:.0%}–{r['rescued_hi']:.0%})"
+
+
+def first_answer(tables: dict[str, pd.DataFrame], titles: dict[str, str]) -> pd.DataFrame:
+    """The report's first answer: one computed sentence per arm, then which part fails, per edition.
+
+    ``tables`` maps an edition to its ``arms`` table (:func:`salve_utils.arms.judge_arms`). Each
+    sentence gives, per edition, the classes rescued (the class falls to the target accuracy
+    while the worst other class loses at most the tolerance) with the exact 95% interval of
+    that share, and the rulebook's suppress verdict against the arm's nulls. Returns
+    ``question, answer`` (Markdown).
+
+    >>> t = pd.DataFrame({"arm": ["paper", "oracle", "oracle (probe)", "sparse"], "classes": [10] * 4,
+    ...                   "reached": [3, 9, 8, 6], "rescued": [0, 9, 7, 3], "rescued_lo": [0, .55, .35, .07],
+    ...                   "rescued_hi": [.31, 1, .93, .65], "suppress": ["does not hold", "holds", "holds", "partly"]})
+    >>> print(first_answer({"e": t}, {"e": "ResNet"})["answer"].iloc[1])
+    **Eq. 1 with a label-informed direction (the oracle)** rescues 9 of 10 (55%–100%) classes on ResNet (oracle; suppress: holds).
+    """
+    from .arms import diagnose
+
+    rows, per = [], {e: _arm_rows(t) for e, t in tables.items()}
+    for arm, label in ARM_NAMES.items():
+        parts = [f"{_rescue_text(p[arm])} classes on {titles[e]} ({p[arm]['arm'] + '; ' if arm == 'oracle' else ''}"
+                 f"suppress: {p[arm]['suppress']})" for e, p in per.items() if arm in p]
+        if parts:
+            rows.append({"question": arm, "answer": f"**{label[0].upper() + label[1:]}** rescues " + ", ".join(parts) + "."})
+    found = {e: diagnose(t) for e, t in tables.items()}
+    if found:
+        goal = ", ".join(sorted({f"{d['goal']} of {d['classes']}" for d in found.values()}))
+        rows.append({"question": "which part fails", "answer": f"By the declared reading (an arm works when it rescues "
+                     f"{goal} classes): " + "; ".join(f"{titles[e]}: {FINDINGS[d['finding']]}"
+                                                      for e, d in found.items()) + "."})
+    return pd.DataFrame(rows, columns=["question", "answer"])
+
+
+def arms_by_edition(tables: dict[str, pd.DataFrame], titles: dict[str, str]) -> pd.DataFrame:
+    """Arms × editions: "rescued r of n (interval); suppress …, specific …" per cell (the best oracle row)."""
+    wide = pd.DataFrame({"arm": list(ARM_NAMES)})
+    for e, t in tables.items():
+        p = _arm_rows(t)
+        wide[titles[e]] = [f"{_rescue_text(p[a])}; suppress {p[a]['suppress']}, specific {p[a]['specific']}"
+                           + (f" ({p[a]['arm']})" if a == "oracle" else "") if a in p else "—" for a in ARM_NAMES]
+    return wide
+
+
+def regime_resemblance(overlaps: dict[str, float], regimes: dict[str, float]) -> dict[str, str]:
+    """The known-answer regime whose evidence overlap is nearest each edition's (by absolute difference).
+
+    >>> regime_resemblance({"e": 0.6}, {"A": 0.0, "B": 0.2})
+    {'e': 'B'}
+    """
+    return {e: min(regimes, key=lambda r: abs(regimes[r] - v)) for e, v in overlaps.items()}
