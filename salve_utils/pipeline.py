@@ -407,6 +407,9 @@ PARAM_RULES: dict[str, str | tuple[str, ...]] = {
     "composition_strength": "(0, 1000]", "pairs": "[0, 10000]", "triples": "[0, 10000]", "mixed": "[0, 10000]",
     "deep_train_per_class": "[1, 100000]", "deep_val_per_class": "[1, 100000]", "deep_latents": "[1, 65536]",
     "deep_l1": "[0, 1000]", "deep_epochs": "[1, 10000]", "deep_strengths": "[0, 1000]",
+    # method or reproduction (14) and the known answers by construction (15)
+    "probe_l2": "[0, 100]", "l0_tau": "(0, 1)", "path_factor": "(1, 1000]", "path_extra": "[0, 100]",
+    "dims_per_part": "[1, 4096]", "distractor_prob": "[0, 1]",
     # summary (10)
     "mean_tolerance": "[0, 1]", "partly_factor": "[1, 100]", "fixed_strength": "(0, 1000]", "majority": "[0, 1]",
     "null_level": "(0, 1)", "agreement": "(0, 1]", "exact_share": "[0, 1]", "min_compared": "[1, 100000]",

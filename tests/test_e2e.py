@@ -82,6 +82,13 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
         "tower_search": ["feature", "mu_a", "mu_b", "same_sign", "score", "p_value", "passes"],
         "tower_effects": ["feature", "class", "strength", "change", "change_lo", "change_hi", "is_tower"],
         "seed_outcomes": ["seed", "class", "feature", "reaches", "strength", "reference"],
+        "arms": ["arm", "direction", "classes", "reached", "rescued", "rescued_lo", "rescued_hi", "suppress",
+                 "specific"],
+        "arm_classes": ["arm", "class", "reached", "strength", "worst_loss", "rescued"],
+        "sparsity_path": ["l1", "extended", "fvu", "l0_abs", "l0_rel", "dead", "bites"],
+        "regime_measures": ["arm", "column_share", "evidence_overlap"],
+        "../regime_arms": ["regime", "arm", "classes", "rescued", "suppress", "specific", "evidence_overlap"],
+        "../first_answer": ["question", "answer"],
         "../claims": ["edition", "claim", "paper", "ours", "verdict"],
         "../edition_overview": ["edition", "frac_negative", "frac_exact", "frac_shared"],
     }
@@ -91,6 +98,12 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
         assert len(table) > 0
     curves = pd.read_csv(results / "suppression_curves.csv")
     assert {"tower"} <= set(curves["feature_role"]) and curves["seed"].nunique() > 1
+    arms = pd.read_csv(results / "arms.csv")
+    assert list(arms["arm"]) == ["paper", "oracle", "oracle (probe)", "sparse"]
+    assert (arms["rescued"] <= arms["reached"]).all() and (arms["rescued_lo"] <= arms["rescued_hi"]).all()
+    answer = pd.read_csv(results / "../first_answer.csv")
+    assert list(answer["question"]) == ["paper", "oracle", "sparse", "which part fails"]
+    assert all("ResNet-18 on planted parts" in a and "ViT on planted parts" in a for a in answer["answer"])
     claims = pd.read_csv(results / "../claims.csv")
     assert set(claims["edition"]) == {"resnet18-planted", "vit-planted"}
     from salve_utils.verdicts import KINDS, OTHER_KINDS

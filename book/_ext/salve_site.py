@@ -10,6 +10,8 @@
   ``repository.url`` is set in _config.yml, the one place that names the repository.
 * sphinx-thebe's configuration script is added twice to every page (the browser then
   reports ``Identifier 'THEBE_JS_URL' has already been declared``): keep one.
+* The landing page opens with the profile's computed first answer (the summary's
+  ``first_answer`` table), in place of the line ``<!-- first-answer -->``.
 * The pipeline overview on the first page (the paper's Figure 1, as this book runs it)
   is drawn from ``notebooks/pipeline.yml`` when the build starts, into
   ``book/_static/pipeline.svg`` (generated, not committed); the SVG is byte-identical
@@ -89,6 +91,37 @@ def rulebook_markdown() -> str:
 def _rulebook_table(app, docname, source) -> None:
     if RULEBOOK_MARKER in source[0]:
         source[0] = source[0].replace(RULEBOOK_MARKER, rulebook_markdown())
+
+
+#: A line of the landing page that :func:`_first_answer` replaces with the profile's computed first answer.
+FIRST_ANSWER_MARKER = "<!-- first-answer -->"
+
+
+def first_answer_markdown(profile: str, root: Path = ROOT) -> str:
+    """The summary's first answer (``data/results/<profile>/first_answer.csv``) as Markdown, with a link to it.
+
+    Every sentence is the summary node's, computed from the run; the landing page only
+    repeats them, so the first screen and the summary cannot disagree.
+    """
+    import csv
+
+    path = root / "data" / "results" / profile / "first_answer.csv"
+    if not path.is_file():
+        return (f"*The computed answer appears here once the `{profile}` profile's summary has run "
+                f"(`python -m salve_utils.pipeline run --profile {profile}`).*")
+    with path.open(newline="", encoding="utf-8") as f:
+        answers = [row["answer"] for row in csv.DictReader(f)]
+    summary = root / "book" / "chapters" / profile / "summary.ipynb"
+    link = (f"\n\nEach sentence is computed, with its rule and its tables, on {{doc}}`the summary "
+            f"</book/chapters/{profile}/summary>`." if summary.is_file() else "")
+    return "\n\n".join(answers) + link
+
+
+def _first_answer(app, docname, source) -> None:
+    if FIRST_ANSWER_MARKER in source[0]:
+        profile = Path(getattr(app.config, "external_toc_path", "") or "cpu.yml").stem
+        profile = profile if (ROOT / "data" / "results" / profile).is_dir() else "cpu"
+        source[0] = source[0].replace(FIRST_ANSWER_MARKER, first_answer_markdown(profile))
 
 
 #: ``|c|`` in a docstring is an absolute value, not a reStructuredText substitution.
@@ -418,6 +451,7 @@ def setup(app):
     app.connect("builder-inited", _pipeline_figure)
     app.connect("source-read", _reader_first)
     app.connect("source-read", _rulebook_table)
+    app.connect("source-read", _first_answer)
     app.connect("autodoc-process-docstring", _absolute_values)
     app.connect("html-page-context", _dedupe_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
