@@ -43,6 +43,7 @@ __all__ = [
     "check_array",
     "check_choice",
     "check_classes_present",
+    "check_decoder_column",
     "check_head",
     "check_images",
     "check_index",
@@ -79,7 +80,8 @@ def _type_name(x: Any) -> str:
 
 
 def check_array(x: Any, name: str, dims: Sequence[str], shape: Sequence[int | None] | None = None, *,
-                finite: bool = True, allow_empty: bool = False, fix: str = _NAN_FIX) -> torch.Tensor:
+                finite: bool = True, allow_empty: bool = False, fix: str = _NAN_FIX,
+                kind: str = "tensor") -> torch.Tensor:
     """``x`` as a float tensor of the given shape, non-empty and finite, or a clear error.
 
     Parameters
@@ -91,6 +93,7 @@ def check_array(x: Any, name: str, dims: Sequence[str], shape: Sequence[int | No
     finite : refuse NaN and infinities (one ``isfinite().all()`` pass)
     allow_empty : accept dimensions of size 0
     fix : what to do about non-finite values, appended to that message
+    kind : what ``x`` is, for the shape message ("tensor", "float tensor")
 
     Returns
     -------
@@ -108,11 +111,11 @@ def check_array(x: Any, name: str, dims: Sequence[str], shape: Sequence[int | No
     >>> check_array(torch.ones(2, 3), "weight", ("K", "M"), (None, 4))
     Traceback (most recent call last):
     ...
-    ValueError: weight must have shape (K, M=4), got (2, 3)
+    ValueError: weight must be a tensor of shape (K, M=4), got (2, 3)
     >>> check_array(torch.tensor([1.0, float("nan")]), "bias", ("K",))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: bias holds 1 NaN or infinite value(s) of 2 (first at flat index 1); a NaN or infinity here ...
+    ValueError: bias holds NaN or infinite values in 1 of 2 entries (first: entry 1); a NaN or infinity here ...
     """
     shape = tuple(shape) if shape is not None else (None,) * len(dims)
     expected = _shape(dims, shape)
@@ -122,7 +125,7 @@ def check_array(x: Any, name: str, dims: Sequence[str], shape: Sequence[int | No
     if x.is_complex():
         raise InputTypeError(f"{name} must hold real numbers, got {x.dtype}")
     if x.ndim != len(dims) or any(s is not None and s != n for s, n in zip(shape, x.shape)):
-        raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
+        raise ValueError(f"{name} must be a {kind} of shape {expected}, got {tuple(x.shape)}")
     if not allow_empty and x.numel() == 0:
         empty = ", ".join(d for d, n in zip(dims, x.shape) if n == 0)
         raise ValueError(f"{name} is empty, shape {tuple(x.shape)}: {empty} must be at least 1")
@@ -134,9 +137,18 @@ def check_array(x: Any, name: str, dims: Sequence[str], shape: Sequence[int | No
 
 
 def _raise_not_finite(x: torch.Tensor, name: str, fix: str) -> None:
-    bad = (~torch.isfinite(x.detach())).reshape(-1).nonzero()
-    raise ValueError(f"{name} holds {len(bad)} NaN or infinite value(s) of {x.numel()} "
-                     f"(first at flat index {int(bad[0])}); {fix}")
+    """Count the bad rows (first dimension) or entries, only on the way to the error."""
+    bad = ~torch.isfinite(x.detach())
+    unit = "rows" if x.ndim > 1 else "entries"
+    bad = bad.reshape(len(x), -1).any(1) if x.ndim > 1 else bad
+    where = bad.nonzero().reshape(-1)
+    raise ValueError(f"{name} holds NaN or infinite values in {len(where)} of {len(bad)} {unit} "
+                     f"(first: {unit[:-1] if x.ndim > 1 else 'entry'} {int(where[0])}); {fix}")
+
+
+def check_decoder_column(decoder_column: Any, m: int | None = None, name: str = "decoder_column") -> torch.Tensor:
+    """A feature's decoder column ``c = D[:, l]``: a finite, non-empty (M,) tensor."""
+    return check_array(decoder_column, name, ("M",), (m,), fix=_DECODER_FIX)
 
 
 def check_head(weight: Any, decoder_column: Any = None, bias: Any = None, acts: Any = None,
@@ -155,12 +167,12 @@ def check_head(weight: Any, decoder_column: Any = None, bias: Any = None, acts: 
     >>> check_head(torch.ones(2, 3), torch.ones(2))
     Traceback (most recent call last):
     ...
-    ValueError: decoder_column must have shape (M=3), got (2,)
+    ValueError: decoder_column must be a tensor of shape (M=3), got (2,)
     """
     weight = check_array(weight, "weight", ("K", "M"))
     k, m = weight.shape
     if decoder_column is not None:
-        decoder_column = check_array(decoder_column, "decoder_column", ("M",), (m,), fix=_DECODER_FIX)
+        decoder_column = check_decoder_column(decoder_column, m)
     if bias is not None:
         bias = check_array(bias, "bias", ("K",), (k,))
     if acts is not None:
@@ -186,7 +198,8 @@ def check_images(images: Any, name: str = "images", channels: int | None = 3) ->
     if isinstance(images, torch.Tensor) and not images.is_floating_point():
         raise InputTypeError(f"{name} must be float images in [0, 1], got {images.dtype}; "
                              f"convert uint8 images with {name}.float() / 255")
-    images = check_array(images, name, ("N", "C", "H", "W"), (None, channels, None, None), finite=False)
+    images = check_array(images, name, ("N", "C", "H", "W"), (None, channels, None, None), finite=False,
+                         kind="float tensor")
     lo, hi = (float(v) for v in torch.aminmax(images.detach()))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         _raise_not_finite(images, name, "images must be finite pixel values in [0, 1]")

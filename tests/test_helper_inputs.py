@@ -102,7 +102,7 @@ CASES: list[tuple[str, Callable[[], Any], type, str]] = [
     # -- alpha: α_crit
     ("alpha_crit-nan-acts", lambda: alpha.alpha_crit(nan_at(A), W, B, C, 0), ValueError, "acts"),
     ("alpha_crit-nan-column", lambda: alpha.alpha_crit(A, W, B, nan_at(C), 0), ValueError, "decoder_column"),
-    ("alpha_crit-no-features", lambda: alpha.alpha_crit(A[:, :0], W[:, :0], B, C[:0], 0), ValueError, "acts"),
+    ("alpha_crit-no-features", lambda: alpha.alpha_crit(A[:, :0], W[:, :0], B, C[:0], 0), ValueError, "weight"),
     ("alpha_crit-target-name", lambda: alpha.alpha_crit(A, W, B, C, "church"), TypeError, "target"),
     ("alpha_crit-target-bool", lambda: alpha.alpha_crit(A, W, B, C, True), TypeError, "target"),
     ("alpha_crit-target-range", lambda: alpha.alpha_crit(A, W, B, C, K), ValueError, "target"),
