@@ -4,7 +4,11 @@ Every case calls one public function with one bad argument and expects either an
 error of the right kind (``TypeError`` for a wrong type, ``ValueError`` for a wrong
 value) or, where the value is legal but suspicious, a ``UserWarning``; the message
 must name the argument, so that a reader knows what to fix. Tensors and models are
-tiny: the whole file runs in about a second.
+tiny: the tests themselves take well under a second (importing torch takes longer).
+
+Before issue 26, 34 of the 70 cases returned a result silently (NaN heads and class
+means, empty tables, 0..255 images) and 15 raised an error of the wrong kind or one
+that did not name the argument.
 """
 
 from __future__ import annotations
