@@ -20,6 +20,7 @@ import torch
 from .data import ImageSet, class_index
 from .models import SalveNet, predict_logits
 from .runtime import cache_dir, hash_file, hash_json, load_artifact, load_cached, save_artifact, versioned
+from .validation import check_array, check_head, check_labels, check_names
 
 __all__ = ["Activations", "activations_cache_path", "cached_activations", "compute_activations",
            "extract_activations", "load_activations", "save_activations"]
@@ -36,6 +37,10 @@ class Activations:
     classes : class names in label order
     weight, bias : the head's ``W`` (K, M) and ``b`` (K,)
     meta : where they came from (architecture, dataset, evaluation size, checkpoint hash)
+
+    On construction the shapes are checked against each other, the head must be
+    finite and ``classes`` must name all K classes (cheap: the activations
+    themselves are checked for NaN by the methods that read them).
     """
 
     train: torch.Tensor
@@ -46,6 +51,14 @@ class Activations:
     weight: torch.Tensor
     bias: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.weight, _, self.bias, _ = check_head(self.weight, bias=self.bias)
+        k, m = self.weight.shape
+        for split in ("train", "val"):
+            acts = check_array(getattr(self, split), split, ("N", "M"), (None, m), finite=False, allow_empty=True)
+            check_labels(getattr(self, f"{split}_labels"), f"{split}_labels", acts.shape[0], k)
+        check_names(self.classes, k, "classes")
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(acts, labels)`` of "train" or "val"."""

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .gradfam import latent_target
 from .runtime import default_device
+from .validation import InputTypeError, check_choice, check_images, check_int
 
 __all__ = ["activation_maximization", "feature_gallery", "gallery_scores", "maximize"]
 
@@ -127,14 +128,12 @@ def _check_arguments(model: nn.Module, n: int, size: int, steps: int, lr: float,
                      jitter: int, scales: Sequence[float], rotate: float, l2: float, tv: float) -> None:
     ints = {"n": (n, 1), "size": (size, 8), "steps": (steps, 0), "seed": (seed, 0), "jitter": (jitter, 0)}
     for name, (value, low) in ints.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(value, name, low)
     if getattr(model, "arch", "resnet18") != "resnet18" and size != model.image_size:
         raise ValueError(f"size must be {model.image_size} for {model.arch} (a ViT takes one input size), got {size}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
-    if param not in ("fft", "pixel"):
-        raise ValueError(f"param must be 'fft' or 'pixel', got {param!r}")
+    check_choice(param, "param", ("fft", "pixel"))
     if len(scales) == 0 or any(not s > 0 for s in scales):
         raise ValueError(f"scales must be a non-empty sequence of positive zoom factors, got {scales!r}")
     for name, value in {"rotate": rotate, "l2": l2, "tv": tv}.items():
@@ -198,6 +197,14 @@ def maximize(
     history : DataFrame with columns ``step`` and ``objective`` (mean score of the
         transformed images at that step, before its update)
 
+    Raises
+    ------
+    InputTypeError
+        ``n``, ``size``, ``steps``, ``seed`` or ``jitter`` not an int; ``objective`` not callable
+    ValueError
+        any of them out of range, ``lr`` <= 0, an unknown ``param``, empty or non-positive
+        ``scales``, negative ``rotate``, ``l2`` or ``tv``, a ViT ``size`` other than its own
+
     Examples
     --------
     >>> from salve_utils.gradfam import class_target
@@ -207,7 +214,7 @@ def maximize(
     size = getattr(model, "image_size", None) if size is None else size
     _check_arguments(model, n, size, steps, lr, seed, param, jitter, scales, rotate, l2, tv)
     if not callable(objective):
-        raise ValueError(f"objective must be a callable a -> (N,) scores, got {type(objective).__name__}")
+        raise InputTypeError(f"objective must be a callable a -> (N,) scores, got {type(objective).__name__}")
     device = default_device(device)
     model.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
@@ -330,7 +337,8 @@ def gallery_scores(model: nn.Module, sae: object, images: torch.Tensor, features
     ----------
     model : a :class:`~salve_utils.models.SalveNet` (anything with ``features(x)`` and parameters)
     sae : anything with ``encode(a) -> z`` of shape ``(N, d)`` and parameters
-    images : ``(n, 3, H, W)`` float images in ``[0, 1]``, image ``i`` optimised for ``features[i]``
+    images : ``(n, 3, H, W)`` float images in ``[0, 1]``, image ``i`` optimised for ``features[i]``;
+        non-empty and finite, a ``UserWarning`` when far outside ``[0, 1]``
     features : ``n`` latent indices
     signs : ``n`` values +1 / -1 (default +1): the sign each image was optimised for
 
@@ -344,10 +352,7 @@ def gallery_scores(model: nn.Module, sae: object, images: torch.Tensor, features
     >>> int(scores["above_grey"].sum())                                       # doctest: +SKIP
     2
     """
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 or not len(images) or \
-            not images.is_floating_point():
-        raise ValueError(f"images must be a non-empty float tensor (n, 3, H, W), "
-                         f"got {getattr(images, 'shape', type(images))}")
+    images = check_images(images)
     feats = torch.as_tensor(list(features), dtype=torch.long)
     if feats.shape != (len(images),) or (feats < 0).any():
         raise ValueError(f"features must hold one non-negative latent index per image ({len(images)}), "

@@ -38,9 +38,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .editing import _CHUNK_ELEMENTS, _check_head, _check_target, _set_edited_head, edit_logits
+from .editing import _CHUNK_ELEMENTS, _edit_logits, _set_edited_head, edit_logits
 from .models import SalveNet
 from .sae import SparseAutoencoder, strength_scale
+from .validation import check_choice, check_head, check_images, check_index
 
 if TYPE_CHECKING:
     from .activations import Activations
@@ -131,6 +132,13 @@ def alpha_crit(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dec
     -------
     (N,) float64 tensor
 
+    Raises
+    ------
+    InputTypeError, ValueError
+        as :func:`~salve_utils.editing.edit_logits` for the head and ``acts`` (shapes,
+        empty, NaN or infinity), and for ``target`` not an int in ``[0, K)`` or an
+        unknown ``method``
+
     Examples
     --------
     >>> a = torch.tensor([[1.0, 1.0]]); W = torch.tensor([[4.0, -3.0]]); b = torch.tensor([0.2])
@@ -140,10 +148,9 @@ def alpha_crit(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dec
     >>> alpha_crit(a, W, b, c, target=0, method="analytic")   # y / R = 1.2 / 2.5
     tensor([0.4800], dtype=torch.float64)
     """
-    _check_head(weight, decoder_column, bias, acts)
-    target = _check_target(target, weight.shape[0])
-    if method not in ALPHA_CRIT_METHODS:
-        raise ValueError(f"method must be one of {ALPHA_CRIT_METHODS}, got {method!r}")
+    weight, decoder_column, bias, acts = check_head(weight, decoder_column, bias, acts)
+    target = check_index(target, "target", weight.shape[0], "class index")
+    check_choice(method, "method", ALPHA_CRIT_METHODS)
     if method == "flip" and weight.shape[0] < 2:
         raise ValueError("weight must have at least two classes for method='flip'")
     acts = acts.detach().double()
@@ -162,7 +169,7 @@ def alpha_crit(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dec
     width = 1 if method == "numerical" else weight.shape[0]
     out = []
     for chunk in acts.split(max(1, _CHUNK_ELEMENTS // (len(kinks) * width))):
-        logits = edit_logits(chunk, weight[rows], bias[rows], c, kinks, "suppress")  # (T, n, 1 or K)
+        logits = _edit_logits(chunk, weight[rows], bias[rows], c, kinks, "suppress")  # (T, n, 1 or K)
         h = logits if method == "numerical" else logits[..., target : target + 1] - logits[..., others]
         out.append(_first_root(kinks, h))
     return torch.cat(out)
@@ -181,9 +188,7 @@ def _criterion(logits: torch.Tensor, target: int, kind: str) -> torch.Tensor:
     return own - others.amax(-1)
 
 
-def _check_empirical_args(images, alpha_max: float, n_grid: int, rel_tol: float, max_iter: int) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+def _check_empirical_args(alpha_max: float, n_grid: int, rel_tol: float, max_iter: int) -> None:
     if not (isinstance(alpha_max, (int, float)) and math.isfinite(alpha_max) and alpha_max > 0):
         raise ValueError(f"alpha_max must be a finite number > 0 (the top of the strength grid), got {alpha_max!r}")
     if not isinstance(n_grid, int) or n_grid < 2:
@@ -224,7 +229,8 @@ def empirical_alpha_crit(model: SalveNet, decoder_column: torch.Tensor, images: 
     ----------
     model : the unedited :class:`~salve_utils.models.SalveNet` (not modified)
     decoder_column : (M,) ``c = D[:, l]``
-    images : (N, C, H, W) images as the model takes them
+    images : (N, C, H, W) float images as the model takes them, in ``[0, 1]`` (non-empty, finite;
+        a warning when far outside ``[0, 1]``)
     target : class index i
     alpha_max : top of the strength grid (α units; normally the sweep's top strength / max|c|)
     n_grid : grid points, including 0 and ``alpha_max``
@@ -241,12 +247,12 @@ def empirical_alpha_crit(model: SalveNet, decoder_column: torch.Tensor, images: 
     >>> out = empirical_alpha_crit(model, c, images, target, alpha_max=8 / float(c.abs().max()))  # doctest: +SKIP
     >>> out["zero"], out["flip"]                                                                 # doctest: +SKIP
     """
-    weight = model.head.weight.detach().clone()
-    _check_head(weight, decoder_column)
-    target = _check_target(target, weight.shape[0])
+    weight, decoder_column, _, _ = check_head(model.head.weight.detach().clone(), decoder_column)
+    target = check_index(target, "target", weight.shape[0], "class index")
     if weight.shape[0] < 2:
         raise ValueError("the model must have at least two classes (the flip criterion needs a rival)")
-    _check_empirical_args(images, alpha_max, n_grid, rel_tol, max_iter)
+    images = check_images(images, "images", channels=None)
+    _check_empirical_args(alpha_max, n_grid, rel_tol, max_iter)
     edited = copy.deepcopy(model).eval()
     images = images.to(weight.device)
     column = decoder_column.detach().to(weight.device)

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .editing import _check_labels, _check_target, edit_weights
+from .editing import edit_weights
 from .sae import SparseAutoencoder, strength_scale
+from .validation import InputTypeError, check_array, check_decoder_column, check_head, check_index, check_labels
 from .stats import accuracy_interval, interval
 
 if TYPE_CHECKING:
@@ -63,22 +64,9 @@ __all__ = [
 ]
 
 
-def _check_weight(weight: torch.Tensor) -> torch.Tensor:
-    if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
-        raise ValueError(f"weight must be the (K, M) head weight, got {getattr(weight, 'shape', type(weight))}")
-    return weight
-
-
-def _check_bias(bias: torch.Tensor, num_classes: int) -> torch.Tensor:
-    if not isinstance(bias, torch.Tensor) or bias.shape != (num_classes,):
-        raise ValueError(f"bias must have shape (K,) = ({num_classes},), got {getattr(bias, 'shape', None)}")
-    return bias
-
-
-def _check_acts(acts: torch.Tensor, m: int, name: str = "acts") -> torch.Tensor:
-    if not isinstance(acts, torch.Tensor) or acts.ndim != 2 or acts.shape[1] != m or not acts.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor (N, M={m}), got {getattr(acts, 'shape', type(acts))}")
-    return acts
+def _check_acts(acts: torch.Tensor, m: int, name: str = "acts", finite: bool = True) -> torch.Tensor:
+    """Activations (N, M) for a head of width ``m``; ``finite=False`` where the caller checked them already."""
+    return check_array(acts, name, ("N", "M"), (None, m), finite=finite)
 
 
 # =========================================================================== the building blocks
@@ -100,8 +88,7 @@ def steer_activations(acts: torch.Tensor, sae: SparseAutoencoder, feature: int, 
     >>> steer_activations(a, sae, feature=0, alpha=0.0).equal(a)
     True
     """
-    if not isinstance(acts, torch.Tensor) or acts.ndim != 2 or acts.shape[1] != sae.d_in:
-        raise ValueError(f"acts must be (N, d_in={sae.d_in}), got {getattr(acts, 'shape', type(acts))}")
+    acts = _check_acts(acts, sae.d_in)
     if not math.isfinite(alpha):
         raise ValueError(f"alpha must be finite, got {alpha!r}")
     column = sae.decoder_column(feature).to(acts)
@@ -130,14 +117,11 @@ def rome_edit(weight: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cov:
     >>> rome_edit(W, k, v, torch.eye(2)) @ k
     tensor([0., 5.])
     """
-    weight = _check_weight(weight)
+    weight = check_head(weight)[0]
     k, m = weight.shape
-    if not isinstance(key, torch.Tensor) or key.shape != (m,):
-        raise ValueError(f"key must have shape (M,) = ({m},), got {getattr(key, 'shape', None)}")
-    if not isinstance(value, torch.Tensor) or value.shape != (k,):
-        raise ValueError(f"value must have shape (K,) = ({k},), got {getattr(value, 'shape', None)}")
-    if not isinstance(cov, torch.Tensor) or cov.shape != (m, m):
-        raise ValueError(f"cov must have shape (M, M) = ({m}, {m}), got {getattr(cov, 'shape', None)}")
+    key = check_array(key, "key", ("M",), (m,))
+    value = check_array(value, "value", ("K",), (k,))
+    cov = check_array(cov, "cov", ("M", "M"), (m, m))
     w, key64 = weight.detach().double(), key.detach().double().to(weight.device)
     u = torch.linalg.solve(cov.detach().double().to(weight.device), key64)  # C^-1 k*
     denom = key64 @ u
@@ -156,8 +140,7 @@ def second_moment(acts: torch.Tensor, ridge: float = 1e-4) -> torch.Tensor:
     tensor([[0.5000, 0.0000],
             [0.0000, 2.0000]], dtype=torch.float64)
     """
-    if not isinstance(acts, torch.Tensor) or acts.ndim != 2 or not len(acts) or not acts.is_floating_point():
-        raise ValueError(f"acts must be a non-empty float tensor (N, M), got {getattr(acts, 'shape', type(acts))}")
+    acts = check_array(acts, "acts", ("N", "M"))
     if not ridge >= 0:
         raise ValueError(f"ridge must be >= 0, got {ridge!r}")
     a = acts.detach().double()
@@ -181,12 +164,10 @@ def rome_suppress(weight: torch.Tensor, bias: torch.Tensor, train_acts: torch.Te
     --------
     >>> W2 = rome_suppress(W, b, train_acts, train_labels, target=3)     # doctest: +SKIP
     """
-    weight = _check_weight(weight)
-    num_classes, m = weight.shape
-    target = _check_target(target, num_classes)
-    _check_bias(bias, num_classes)
-    _check_acts(train_acts, m, "train_acts")
-    labels = _check_labels(train_labels, train_acts.shape[0], num_classes).to(train_acts.device)
+    weight, _, bias, train_acts = check_head(weight, bias=bias, acts=train_acts, acts_name="train_acts")
+    num_classes = weight.shape[0]
+    target = check_index(target, "target", num_classes, "class index")
+    labels = check_labels(train_labels, "train_labels", train_acts.shape[0], num_classes).to(train_acts.device)
     if not (labels == target).any():
         raise ValueError(f"train_labels hold no sample of target class {target}")
     if not margin >= 0:
@@ -228,9 +209,8 @@ class HeadEdit:
     edit_size_note: ClassVar[str] = ""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, target: int, max_strength: float) -> None:
-        weight = _check_weight(weight)
-        _check_bias(bias, weight.shape[0])
-        self.target = _check_target(target, weight.shape[0])
+        weight, _, bias, _ = check_head(weight, bias=bias)
+        self.target = check_index(target, "target", weight.shape[0], "class index")
         if not (isinstance(max_strength, (int, float)) and math.isfinite(max_strength) and max_strength > 0):
             raise ValueError(f"max_strength must be a finite number > 0, got {max_strength!r}")
         self.weight, self.bias = weight.detach(), bias.detach()
@@ -254,7 +234,7 @@ class HeadEdit:
 
     def logits(self, acts: torch.Tensor, strength: float) -> torch.Tensor:
         """Logits (N, K) of the edited head on activations ``acts`` (N, M) at ``strength``."""
-        _check_acts(acts, self.weight.shape[1])
+        _check_acts(acts, self.weight.shape[1], finite=False)  # finiteness: checked once by tradeoff
         with torch.no_grad():
             return self._logits(acts, self.check_strength(strength))
 
@@ -300,10 +280,7 @@ class Salve(HeadEdit):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, target: int, decoder_column: torch.Tensor,
                  max_strength: float) -> None:
         super().__init__(weight, bias, target, max_strength)
-        if not isinstance(decoder_column, torch.Tensor) or decoder_column.shape != (self.weight.shape[1],):
-            raise ValueError(f"decoder_column must have shape (M,) = ({self.weight.shape[1]},), "
-                             f"got {getattr(decoder_column, 'shape', None)}")
-        self.column = decoder_column.detach()
+        self.column = check_decoder_column(decoder_column, self.weight.shape[1]).detach()
         self.scale = strength_scale(self.column)
 
     def weight_at(self, strength: float) -> torch.Tensor:
@@ -382,7 +359,7 @@ class _TargetRow(HeadEdit):
 
     def predict(self, acts: torch.Tensor, strength: float) -> torch.Tensor:
         """``t`` where the moved logit beats the best other class (ties to the lower index), else that class: O(N)."""
-        _check_acts(acts, self.weight.shape[1])
+        _check_acts(acts, self.weight.shape[1], finite=False)
         s = self.check_strength(strength)
         with torch.no_grad():
             base, shift, best, best_class = self._cached(acts, self._precompute)
@@ -422,7 +399,8 @@ class ZeroRow(_TargetRow):
     name = "zero row"
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, target: int) -> None:
-        super().__init__(weight, bias, target, 1.0, -_check_weight(weight)[_check_target(target, len(weight))])
+        weight = check_head(weight)[0]
+        super().__init__(weight, bias, target, 1.0, -weight[check_index(target, "target", len(weight), "class index")])
 
 
 def methods_for_class(acts: "Activations", sae: SparseAutoencoder, feature: int, target: int | str, *,
@@ -530,9 +508,9 @@ def _check_inputs(method: HeadEdit, acts: torch.Tensor, labels: torch.Tensor,
                   strengths: Sequence[float] | np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """Validate the inputs of :func:`tradeoff` and :func:`match_efficacy` (labels, target present, grid)."""
     if not isinstance(method, HeadEdit):
-        raise ValueError(f"method must be a HeadEdit, got {type(method).__name__}")
+        raise InputTypeError(f"method must be a HeadEdit, got {type(method).__name__}")
     _check_acts(acts, method.weight.shape[1])
-    labels = _check_labels(labels, acts.shape[0], method.weight.shape[0]).to(acts.device)
+    labels = check_labels(labels, "labels", acts.shape[0], method.weight.shape[0]).to(acts.device)
     if not (labels == method.target).any():
         raise ValueError(f"labels hold no sample of the target class {method.target}")
     if method.weight.shape[0] < 2:

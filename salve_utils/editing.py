@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .models import SalveNet, per_class_accuracy
 from .sae import SparseAutoencoder, strength_scale
+from .validation import check_choice, check_head, check_labels, check_names, check_strengths
 
 if TYPE_CHECKING:
     from .activations import Activations
@@ -52,55 +53,6 @@ __all__ = [
 
 DIRECTIONS = ("suppress", "enhance")
 _CHUNK_ELEMENTS = 1 << 22  # bound on the size of intermediate tensors (elements)
-
-
-# =========================================================================== validation
-
-
-def _check_direction(direction: str) -> None:
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-
-
-def _check_alphas(alphas: float | Sequence[float] | torch.Tensor, arg: str) -> torch.Tensor:
-    """α values as a 1-D float64 tensor; each must be finite and >= 0."""
-    t = torch.as_tensor(alphas, dtype=torch.float64).detach().cpu()
-    if t.ndim > 1:
-        raise ValueError(f"{arg} must be a number or a 1-D sequence, got shape {tuple(t.shape)}")
-    t = t.reshape(-1)
-    if t.numel() == 0:
-        raise ValueError(f"{arg} must hold at least one value")
-    if not torch.isfinite(t).all() or (t < 0).any():
-        raise ValueError(f"{arg} must be finite and >= 0 (α is a strength), got {alphas!r}")
-    return t
-
-
-def _check_head(weight: torch.Tensor, decoder_column: torch.Tensor, bias: torch.Tensor | None = None,
-                acts: torch.Tensor | None = None) -> None:
-    if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
-        raise ValueError(f"weight must be the (K, M) head weight, got {getattr(weight, 'shape', type(weight))}")
-    k, m = weight.shape
-    if not isinstance(decoder_column, torch.Tensor) or decoder_column.shape != (m,):
-        raise ValueError(f"decoder_column must have shape (M,) = ({m},), got {getattr(decoder_column, 'shape', None)}")
-    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (k,)):
-        raise ValueError(f"bias must have shape (K,) = ({k},), got {getattr(bias, 'shape', None)}")
-    if acts is not None and (not isinstance(acts, torch.Tensor) or acts.ndim != 2 or acts.shape[1] != m):
-        raise ValueError(f"acts must have shape (N, M) with M={m}, got {getattr(acts, 'shape', None)}")
-
-
-def _check_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
-    labels = torch.as_tensor(labels)
-    if labels.shape != (n,) or labels.is_floating_point():
-        raise ValueError(f"labels must be integer (N,) with N={n}, got {labels.dtype} {tuple(labels.shape)}")
-    if n and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, K={num_classes})")
-    return labels.long()
-
-
-def _check_target(target: int, num_classes: int) -> int:
-    if not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < num_classes:
-        raise ValueError(f"target must be a class index in [0, {num_classes}), got {target!r}")
-    return target
 
 
 # =========================================================================== the edit
@@ -125,14 +77,23 @@ def edit_weights(weight: torch.Tensor, decoder_column: torch.Tensor, alpha: floa
 
     Parameters
     ----------
-    weight : (K, M) head weight W
+    weight : (K, M) head weight W; an integer or boolean weight is converted to the
+        default float dtype (as scikit-learn converts integer input to float)
     decoder_column : (M,) ``c = D[:, l]`` of the feature
     alpha : strength α >= 0
     direction : ``"suppress"`` or ``"enhance"``
 
     Returns
     -------
-    W' : (K, M), same dtype and device as ``weight``
+    W' : (K, M), same dtype (floating) and device as ``weight``
+
+    Raises
+    ------
+    InputTypeError
+        a non-tensor or complex ``weight`` or ``decoder_column``, a non-numeric ``alpha``
+    ValueError
+        wrong shapes, an empty head, NaN or infinity in ``weight`` or ``decoder_column``,
+        ``alpha`` negative, non-finite or not a single number, an unknown ``direction``
 
     Examples
     --------
@@ -143,9 +104,9 @@ def edit_weights(weight: torch.Tensor, decoder_column: torch.Tensor, alpha: floa
     >>> edit_weights(W, c, 1.0, "enhance")[0]
     tensor([1.0000, 1.5000, 3.0000])
     """
-    _check_head(weight, decoder_column)
-    _check_direction(direction)
-    alphas = _check_alphas(alpha, "alpha")
+    weight, decoder_column, _, _ = check_head(weight, decoder_column)
+    check_choice(direction, "direction", DIRECTIONS)
+    alphas = check_strengths(alpha, "alpha")
     if alphas.numel() != 1:
         raise ValueError(f"alpha must be a single number, got {alphas.numel()} values")
     factors = _edit_factors(decoder_column, alphas, direction)[0]
@@ -204,6 +165,12 @@ def edit_logits(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, de
     -------
     (n_alpha, N, K) tensor in ``acts``' dtype
 
+    Raises
+    ------
+    InputTypeError, ValueError
+        as :func:`edit_weights`, and for ``acts`` and ``bias`` of the wrong shape,
+        empty (no sample) or not finite, and for ``alphas`` not finite and >= 0
+
     Examples
     --------
     >>> a = torch.randn(5, 3); W = torch.randn(2, 3); b = torch.zeros(2); c = torch.rand(3)
@@ -212,9 +179,14 @@ def edit_logits(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, de
     >>> torch.allclose(edit_logits(a, W, b, c, [0.0])[0], a @ W.T + b)
     True
     """
-    _check_head(weight, decoder_column, bias, acts)
-    _check_direction(direction)
-    alphas = _check_alphas(alphas, "alphas")
+    weight, decoder_column, bias, acts = check_head(weight, decoder_column, bias, acts)
+    check_choice(direction, "direction", DIRECTIONS)
+    return _edit_logits(acts, weight, bias, decoder_column, check_strengths(alphas, "alphas"), direction)
+
+
+def _edit_logits(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, decoder_column: torch.Tensor,
+                 alphas: torch.Tensor, direction: str) -> torch.Tensor:
+    """:func:`edit_logits` on checked arguments (``alphas`` a 1-D float64 tensor)."""
     dtype, device = acts.dtype, acts.device
     weight, bias = weight.detach().to(dtype=dtype, device=device), bias.detach().to(dtype=dtype, device=device)
     factors = _edit_factors(decoder_column, alphas, direction).to(dtype=dtype, device=device)
@@ -249,6 +221,12 @@ def edit_curve(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, b
     DataFrame ``alpha, class, accuracy, mean_target_logit, n``: one row per α and
     class that has samples.
 
+    Raises
+    ------
+    InputTypeError, ValueError
+        as :func:`edit_logits`, and for ``labels`` not integer, of the wrong length
+        or out of ``[0, K)``, and ``classes`` that do not name all K classes
+
     Examples
     --------
     >>> a = torch.rand(20, 4); y = torch.arange(20) % 2; W = torch.randn(2, 4)
@@ -256,19 +234,18 @@ def edit_curve(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, b
     >>> df.shape
     (6, 5)
     """
-    _check_head(weight, decoder_column, bias, acts)
+    weight, decoder_column, bias, acts = check_head(weight, decoder_column, bias, acts)
+    check_choice(direction, "direction", DIRECTIONS)
     num_classes = weight.shape[0]
-    labels = _check_labels(labels, acts.shape[0], num_classes).to(acts.device)
-    names = list(classes) if classes is not None else list(range(num_classes))
-    if len(names) != num_classes:
-        raise ValueError(f"classes must name all K={num_classes} classes, got {len(names)}")
-    alphas = _check_alphas(alphas, "alphas")
+    labels = check_labels(labels, "labels", acts.shape[0], num_classes).to(acts.device)
+    names = check_names(classes, num_classes, "classes") or list(range(num_classes))
+    alphas = check_strengths(alphas, "alphas")
     step = max(1, _CHUNK_ELEMENTS // max(1, acts.shape[0] * num_classes))
     onehot = F.one_hot(labels, num_classes).to(torch.float64)
     counts = onehot.sum(0)
     acc, target_logit = [], []
     for s in range(0, len(alphas), step):
-        logits = edit_logits(acts, weight, bias, decoder_column, alphas[s : s + step], direction)
+        logits = _edit_logits(acts, weight, bias, decoder_column, alphas[s : s + step], direction)
         acc.append(per_class_accuracy(logits, labels)[0])  # labels checked above
         own = logits.gather(-1, labels[None, :, None].expand(len(logits), -1, 1))[..., 0].to(torch.float64)
         target_logit.append(own @ onehot / counts)

@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .data import class_index
 from .sae import SparseAutoencoder
+from .validation import check_array, check_classes_present, check_int, check_labels, check_names, resolve_class
 
 if TYPE_CHECKING:
     from .activations import Activations
@@ -49,21 +49,27 @@ __all__ = [
 
 
 def _check_mu(mu: torch.Tensor) -> torch.Tensor:
-    if not isinstance(mu, torch.Tensor) or mu.ndim != 2:
-        raise ValueError(f"mu must be a (K classes, d latents) tensor, got {getattr(mu, 'shape', type(mu))}")
-    return mu
-
-
-def _check_names(names: Sequence[str] | None, count: int, arg: str) -> list | None:
-    if names is not None and len(names) != count:
-        raise ValueError(f"{arg} must name all {count} classes, got {len(names)} names")
-    return None if names is None else list(names)
+    """Class-mean latents: a finite, non-empty (K, d) tensor."""
+    return check_array(mu, "mu", ("K", "d"), fix="a class mean of NaN comes from a class without samples or "
+                       "from NaN latents: recompute mu with class_mean_latents on finite latents")
 
 
 def class_mean_latents(z: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
     """Class-mean latents ``μ_k = 1/|n: y_n = k| Σ_{n: y_n = k} Z_n``, shape (K, d).
 
-    Classes without samples get a row of NaN.
+    Parameters
+    ----------
+    z : (N, d) latents; non-empty and finite (integers are converted to float)
+    labels : (N,) integer class labels in ``[0, num_classes)``
+    num_classes : K (default ``max(labels) + 1``)
+
+    Raises
+    ------
+    InputTypeError
+        ``z`` not a tensor, ``labels`` not integer
+    ValueError
+        wrong shapes, no sample or no latent, NaN or infinity in ``z``, a label out
+        of range, or a class without samples (its mean would be NaN)
 
     Examples
     --------
@@ -71,17 +77,12 @@ def class_mean_latents(z: torch.Tensor, labels: torch.Tensor, num_classes: int |
     tensor([[2.],
             [5.]])
     """
-    if not isinstance(z, torch.Tensor) or z.ndim != 2:
-        raise ValueError(f"z must be a (N, d) tensor, got {getattr(z, 'shape', type(z))}")
-    labels = torch.as_tensor(labels)
-    if labels.shape != (z.shape[0],) or labels.is_floating_point():
-        raise ValueError(f"labels must be integer (N,) with N={z.shape[0]}, got {labels.dtype} {tuple(labels.shape)}")
-    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, num_classes={num_classes})")
-    labels = labels.long().to(z.device)
+    z = check_array(z, "z", ("N", "d"))
+    labels = check_labels(labels, "labels", z.shape[0])
+    num_classes = int(labels.max()) + 1 if num_classes is None else check_int(num_classes, "num_classes", 1)
+    labels = check_labels(labels, "labels", z.shape[0], num_classes).to(z.device)
+    counts = check_classes_present(labels, "labels", num_classes).double()
     sums = torch.zeros(num_classes, z.shape[1], dtype=torch.float64, device=z.device).index_add_(0, labels, z.double())
-    counts = torch.bincount(labels, minlength=num_classes).double()
     return (sums / counts[:, None]).to(z.dtype)
 
 
@@ -90,9 +91,16 @@ def dominant_features(mu: torch.Tensor, top: int = 3, classes: Sequence[str] | N
 
     Parameters
     ----------
-    mu : (K, d) class-mean latents
-    top : features per class
-    classes : optional class names for the ``class`` column (else the class index)
+    mu : (K, d) class-mean latents; non-empty and finite
+    top : features per class, an int >= 1
+    classes : optional class names for the ``class`` column (else the class index); all K of them
+
+    Raises
+    ------
+    InputTypeError
+        ``mu`` not a tensor, ``top`` not an int
+    ValueError
+        ``mu`` not 2-D, empty or with NaN / infinity, ``top`` < 1, ``classes`` of the wrong length
 
     Returns
     -------
@@ -104,9 +112,8 @@ def dominant_features(mu: torch.Tensor, top: int = 3, classes: Sequence[str] | N
     [[1.0, 1.0, -2.0], [2.0, 2.0, 1.0]]
     """
     mu = _check_mu(mu).detach().cpu()
-    names = _check_names(classes, mu.shape[0], "classes")
-    if not isinstance(top, int) or top < 1:
-        raise ValueError(f"top must be a positive int, got {top!r}")
+    names = check_names(classes, mu.shape[0], "classes")
+    top = check_int(top, "top", 1)
     values, index = mu.abs().topk(min(top, mu.shape[1]), dim=1)
     rows = []
     for k in range(mu.shape[0]):
@@ -114,12 +121,6 @@ def dominant_features(mu: torch.Tensor, top: int = 3, classes: Sequence[str] | N
             rows.append({"class": names[k] if names else k, "rank": rank, "feature": l,
                          "mu": float(mu[k, l]), "abs_mu": v})
     return pd.DataFrame(rows, columns=["class", "rank", "feature", "mu", "abs_mu"])
-
-
-def _class_index(c: int | str, names: list | None, count: int) -> int:
-    if isinstance(c, str) and names is None:
-        raise ValueError(f"classes: {c!r} is a name, but no class_names were given")
-    return class_index(names if names is not None else list(range(count)), c)
 
 
 def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names: Sequence[str] | None = None,
@@ -161,12 +162,11 @@ def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names:
     [3]
     """
     mu = _check_mu(mu).detach().cpu().double()
-    names = _check_names(class_names, mu.shape[0], "class_names")
+    names = check_names(class_names, mu.shape[0], "class_names")
     if len(classes) == 0:
         raise ValueError("classes must name at least one class")
-    if not isinstance(top, int) or top < 1:
-        raise ValueError(f"top must be a positive int, got {top!r}")
-    idx = [_class_index(c, names, mu.shape[0]) for c in classes]
+    top = check_int(top, "top", 1)
+    idx = [resolve_class(c, names, mu.shape[0]) for c in classes]
     strength = mu[idx].abs()
     score = (strength / strength.amax(1, keepdim=True)).amin(0)
     if same_sign:
@@ -316,14 +316,14 @@ def tower_search(mu: torch.Tensor, pair: Sequence[int | str], class_names: Seque
     (38, True, 2.5)
     """
     mu = _check_mu(mu).detach().cpu().double()
-    names = _check_names(class_names, mu.shape[0], "class_names")
+    names = check_names(class_names, mu.shape[0], "class_names")
     if len(pair) != 2:
         raise ValueError(f"pair must name exactly two classes, got {list(pair)}")
     if not isinstance(n_null, int) or n_null < 1000:
         raise ValueError(f"n_null must be an int of at least 1000 draws, got {n_null!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    ia, ib = (_class_index(c, names, mu.shape[0]) for c in pair)
+    ia, ib = (resolve_class(c, names, mu.shape[0], "pair") for c in pair)
     keep = [l for l in range(mu.shape[1]) if l not in {int(e) for e in exclude}]
     if len(keep) < 5:  # L latents have only !L derangements (!4 = 9): too few for a null at 5%
         raise ValueError(f"need at least five latents outside exclude={list(exclude)}, got {len(keep)}")
@@ -426,7 +426,7 @@ def dominant_sharing(mu: torch.Tensor, classes: Sequence[str] | None = None,
     [['a', 0, 0], ['b', 1, 0], ['c', 2, 2]]
     """
     mu = _check_mu(mu).detach().cpu().double()
-    names = _check_names(classes, mu.shape[0], "classes") or [str(k) for k in range(mu.shape[0])]
+    names = check_names(classes, mu.shape[0], "classes") or [str(k) for k in range(mu.shape[0])]
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
     strength = mu.abs()
@@ -452,8 +452,7 @@ def part_correlations(z: torch.Tensor, part_labels: torch.Tensor, parts: Sequenc
     >>> part_correlations(torch.stack([t[:, 0].float(), t[:, 1].float()], 1), t, ["a", "b"]).round(2).values.tolist()
     [[1.0, 0.0], [0.0, 1.0]]
     """
-    if not isinstance(z, torch.Tensor) or z.ndim != 2:
-        raise ValueError(f"z must be a (N, d) tensor, got {getattr(z, 'shape', type(z))}")
+    z = check_array(z, "z", ("N", "d"))
     part_labels = torch.as_tensor(part_labels)
     if part_labels.ndim != 2 or part_labels.shape[0] != z.shape[0]:
         raise ValueError(f"part_labels must be (N={z.shape[0]}, P), got {tuple(part_labels.shape)}")

@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .validation import InputTypeError, check_choice, check_images, check_index
+
 __all__ = ["class_target", "grad_cam", "grad_fam", "latent_target", "overlay"]
 
 Target = Callable[[torch.Tensor], torch.Tensor]
@@ -39,26 +41,11 @@ Target = Callable[[torch.Tensor], torch.Tensor]
 # --------------------------------------------------------------------------- validation
 
 
-def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-        got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a float tensor of shape (N, 3, H, W) in [0, 1], got {got}")
-
-
 def _check_sign(sign: float | torch.Tensor) -> float:
     value = float(sign)
     if value not in (1.0, -1.0):
         raise ValueError(f"sign must be +1 or -1, got {value}")
     return value
-
-
-def _check_index(value: int, name: str, size: int | None = None) -> int:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0 or (size and value >= size):
-        bound = f"[0, {size})" if size else "a non-negative int"
-        raise ValueError(f"{name} must be an index in {bound}, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------- targets
@@ -78,7 +65,7 @@ def class_target(model: nn.Module, k: int) -> Target:
     >>> heat = grad_cam(model, images, class_target(model, 3))  # doctest: +SKIP
     """
     head = getattr(model, "head", model)
-    k = _check_index(k, "k", head.out_features)
+    k = check_index(k, "k", head.out_features)
     return lambda a: head(a)[:, k]
 
 
@@ -96,12 +83,12 @@ def latent_target(sae: object, feature: int, sign: float = 1.0) -> Target:
     --------
     >>> heat = grad_cam(model, images, latent_target(sae, 7, sign=-1))  # doctest: +SKIP
     """
-    feature = _check_index(feature, "feature")
+    feature = check_index(feature, "feature")
     sign = _check_sign(sign)
 
     def target(a: torch.Tensor) -> torch.Tensor:
         z = sae.encode(a)
-        _check_index(feature, "feature", z.shape[1])
+        check_index(feature, "feature", z.shape[1])
         return sign * z[:, feature]
 
     return target
@@ -164,7 +151,8 @@ def grad_cam(
     ----------
     model : a :class:`~salve_utils.models.SalveNet` (anything with ``features(x)``); it is put
         in eval mode and its parameters receive no gradients
-    images : float ``(N, 3, H, W)`` in ``[0, 1]``
+    images : float ``(N, 3, H, W)`` in ``[0, 1]``, at least one image, finite; a
+        ``UserWarning`` when far outside ``[0, 1]`` (0..255 pixels, or normalised twice)
     target : callable ``a (N, M) -> (N,)`` scores, e.g. :func:`class_target`, :func:`latent_target`
     layer : module whose maps are weighed (default ``model.gradcam_layer``)
     reshape_transform : captured tensor -> ``(N, C, h, w)`` maps (default ``model.reshape_transform``)
@@ -175,18 +163,23 @@ def grad_cam(
     -------
     heatmaps : ``(N, H, W)`` float CPU tensor in ``[0, 1]``
 
+    Raises
+    ------
+    InputTypeError
+        ``images`` not a float tensor (convert uint8 with ``/ 255``), ``target`` not callable
+    ValueError
+        ``images`` of the wrong shape, empty or not finite, an unknown ``hook``
+
     Examples
     --------
     >>> heat = grad_cam(model, images, class_target(model, 0))   # doctest: +SKIP
     >>> heat.shape == images.shape[:1] + images.shape[2:]         # doctest: +SKIP
     True
     """
-    _check_images(images)
+    images = check_images(images)
     if not callable(target):
-        raise ValueError(f"target must be a callable a -> (N,) scores, got {type(target).__name__}")
-    hook = hook or getattr(model, "gradcam_hook", "output")
-    if hook not in ("output", "input"):
-        raise ValueError(f"hook must be 'output' or 'input', got {hook!r}")
+        raise InputTypeError(f"target must be a callable a -> (N,) scores, got {type(target).__name__}")
+    hook = check_choice(hook or getattr(model, "gradcam_hook", "output"), "hook", ("output", "input"))
     layer = layer if layer is not None else model.gradcam_layer
     reshape = reshape_transform or getattr(model, "reshape_transform", lambda t: t)
     model.eval()
@@ -218,14 +211,19 @@ def grad_fam(
     ----------
     model : a :class:`~salve_utils.models.SalveNet`
     sae : anything with ``encode(a) -> z`` of shape ``(N, d)``
-    images : float ``(N, 3, H, W)`` in ``[0, 1]``
-    feature : latent index ``l`` in ``[0, d)``
+    images : float ``(N, 3, H, W)`` in ``[0, 1]`` (validated as in :func:`grad_cam`)
+    feature : latent index ``l`` in ``[0, d)``, an int
     layer : feature-map layer (default ``model.gradcam_layer``)
     sign : +1, or ``sign(μ_k,l)`` = -1 when the feature is negative for the class
 
     Returns
     -------
     heatmaps : ``(N, H, W)`` float CPU tensor in ``[0, 1]``
+
+    Raises
+    ------
+    InputTypeError, ValueError
+        as :func:`grad_cam`, and for ``feature`` not an int in ``[0, d)`` or ``sign`` not ±1
 
     Examples
     --------

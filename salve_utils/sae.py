@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .runtime import default_device, load_artifact, save_artifact, track
+from .validation import check_array, check_decoder_column, check_index
 
 __all__ = [
     "ACTIVATIONS",
@@ -128,8 +129,7 @@ class SparseAutoencoder(nn.Module):
 
     def decoder_column(self, feature: int) -> torch.Tensor:
         """Feature ``feature``'s decoder column ``D[:, l]`` (M,): the ``c_j`` of the edit (a detached copy)."""
-        if not isinstance(feature, int) or isinstance(feature, bool) or not 0 <= feature < self.d_latent:
-            raise ValueError(f"feature must be an int in [0, {self.d_latent}), got {feature!r}")
+        feature = check_index(feature, "feature", self.d_latent)
         return self.decoder.weight[:, feature].detach().clone()
 
     @torch.no_grad()
@@ -143,19 +143,10 @@ class SparseAutoencoder(nn.Module):
 
 
 def _check_acts(acts: torch.Tensor, d_in: int | None = None) -> torch.Tensor:
-    if not isinstance(acts, torch.Tensor) or acts.ndim != 2 or not acts.is_floating_point():
-        raise ValueError(f"acts must be a float tensor (N, M), got {getattr(acts, 'shape', type(acts))}")
-    if d_in is not None and acts.shape[1] != d_in:
-        raise ValueError(f"acts has {acts.shape[1]} columns but the SAE expects d_in={d_in}")
-    if acts.shape[0] == 0:
-        raise ValueError("acts must hold at least one sample")
-    finite = torch.isfinite(acts).all(1)
-    if not bool(finite.all()):
-        rows = (~finite).nonzero().flatten()
-        raise ValueError(f"acts hold NaN or infinite values in {len(rows)} of {len(acts)} rows (first: row "
-                         f"{int(rows[0])}); an SAE trained on them would be NaN. Fix the activations first: a backbone "
-                         "whose training diverged gives them (check its loss), or re-extract them")
-    return acts
+    """Activations to train or score an SAE on: a finite, non-empty (N, M) tensor, M = ``d_in`` when given."""
+    return check_array(acts, "acts", ("N", "M"), (None, d_in),
+                       fix="an SAE trained on them would be NaN. Fix the activations first: a backbone whose "
+                           "training diverged gives them (check its loss), or re-extract them")
 
 
 def _loss_terms(a: torch.Tensor, a_hat: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,9 +314,10 @@ def sae_metrics(sae: SparseAutoencoder, acts: torch.Tensor, tol: float = 1e-3,
 def strength_scale(decoder_column: torch.Tensor) -> float:
     """``max_j |c_j|``: the factor between the raw edit strength α and the normalised strength.
 
-    Raises a ``ValueError`` for an all-zero column (nothing to edit).
+    Raises a ``ValueError`` for an all-zero column (nothing to edit) and, through
+    :func:`~salve_utils.validation.check_decoder_column`, for an empty or non-finite one.
     """
-    scale = float(decoder_column.detach().abs().max())
+    scale = float(check_decoder_column(decoder_column).detach().abs().max())
     if scale == 0:
         raise ValueError("decoder_column is all zeros: the feature cannot be edited")
     return scale

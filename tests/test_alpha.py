@@ -216,6 +216,7 @@ def test_flip_is_invariant_to_a_constant_shift_of_the_logits_and_logit_zero_is_n
     assert math.isinf(float(zero[0])) and math.isinf(float(zero[2]))  # y0 ends at b0 = 2.5 > 0: never zero
 
 
+@pytest.mark.filterwarnings("ignore:images range")  # PixelNet reads its "images" as activations, not pixels
 @pytest.mark.parametrize("n_grid", [5, 33])
 def test_empirical_finds_the_hand_answers_by_grid_and_bisection(n_grid):
     found = empirical_alpha_crit(PixelNet(W2, B2), C2, X2[:, None, None, :], 0, alpha_max=4.0, n_grid=n_grid,
@@ -224,6 +225,7 @@ def test_empirical_finds_the_hand_answers_by_grid_and_bisection(n_grid):
     assert found["flip"].tolist() == pytest.approx(FLIP2, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:images range")  # PixelNet reads its "images" as activations, not pixels
 def test_empirical_reports_no_threshold_beyond_the_grid():
     found = empirical_alpha_crit(PixelNet(W2, B2), C2, X2[:, None, None, :], 0, alpha_max=2.5)
     assert found["zero"][0] == pytest.approx(1.5, rel=1e-4) and found["zero"][1] == 0
@@ -241,6 +243,7 @@ def test_empirical_finds_the_first_root_of_a_dip_that_the_grid_brackets():
     assert math.isinf(float(found["flip"][0]))  # class 1 sits at -10: the decision never changes
 
 
+@pytest.mark.filterwarnings("ignore:images range")  # PixelNet reads its "images" as activations, not pixels
 def test_empirical_validates():
     net, images = PixelNet(W2, B2), X2[:, None, None, :]
     with pytest.raises(ValueError, match="alpha_max"):

@@ -21,17 +21,18 @@ from salve_utils.features import (
 from salve_utils.sae import SparseAutoencoder
 
 
-def test_class_mean_latents_matches_loops_and_marks_empty_classes():
+def test_class_mean_latents_matches_loops_and_refuses_empty_classes():
     torch.manual_seed(0)
     z = torch.randn(30, 4)
     labels = torch.randint(0, 3, (30,))
     labels[:3] = torch.tensor([0, 1, 2])
-    mu = class_mean_latents(z, labels, num_classes=4)
+    mu = class_mean_latents(z, labels, num_classes=3)
     for k in range(3):
         rows = [z[n] for n in range(30) if labels[n] == k]
         assert torch.allclose(mu[k], sum(rows) / len(rows), atol=1e-6)
-    assert torch.isnan(mu[3]).all()
     assert class_mean_latents(z, labels).shape == (3, 4)
+    with pytest.raises(ValueError, match="class 3 .* has no samples"):  # its mean would be NaN
+        class_mean_latents(z, labels, num_classes=4)
     with pytest.raises(ValueError, match="labels"):
         class_mean_latents(z, labels[:-1])
     with pytest.raises(ValueError, match="labels"):
