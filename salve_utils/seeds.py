@@ -129,9 +129,16 @@ def function_vectors(acts: "Activations", sae: SparseAutoencoder, features: dict
 
 
 def _cosine(u: np.ndarray, v: np.ndarray) -> float:
-    """``u·v / (|u| |v|)``; NaN when either vector is zero (a feature that changes nothing)."""
-    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
-    return float(u @ v / (nu * nv)) if nu > 0 and nv > 0 else float("nan")
+    """``u·v / (|u| |v|)``; NaN when either vector is zero (a feature that changes nothing).
+
+    The sums are exactly rounded (``math.fsum``), so the result does not depend on the order
+    in which a BLAS kernel adds the terms: an orthogonal pair gives 0, not ±1e-18 that varies
+    from machine load to machine load.
+    """
+    import math
+
+    nu, nv = math.sqrt(math.fsum(u * u)), math.sqrt(math.fsum(v * v))
+    return float(math.fsum(u * v) / (nu * nv)) if nu > 0 and nv > 0 else float("nan")
 
 
 def seed_outcomes(curves: pd.DataFrame, target_accuracy: float = 0.05) -> pd.DataFrame:
