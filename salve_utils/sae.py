@@ -66,6 +66,13 @@ class SparseAutoencoder(nn.Module):
     k : number of active latents for ``"topk"`` (must be ``None`` otherwise)
     unit_norm_decoder : start with unit-L2 decoder columns (:func:`train_sae`
         keeps them unit after every step)
+    centre_input : encode ``a - b_d`` instead of ``a`` (the pre-encoder bias of Bricken et
+        al. 2023 and Gao et al. 2024). ``None`` (the default) turns it on for ``"relu"`` and
+        ``"topk"``: on non-negative head inputs with a large common mean, an uncentred ReLU
+        or TopK encoder starts with every latent dead and reconstructs nothing (validation
+        FVU 1.04 and 0.91 on the planted edition, 0.10 and 0.16 centred). For ``"linear"``
+        the two forms are one model (``E(a - b_d) + b_e = E a + b_e'``), so the paper's
+        autoencoder keeps its own parameterisation.
 
     Examples
     --------
@@ -76,7 +83,7 @@ class SparseAutoencoder(nn.Module):
     """
 
     def __init__(self, d_in: int, d_latent: int, activation: str = "linear", k: int | None = None,
-                 unit_norm_decoder: bool = False) -> None:
+                 unit_norm_decoder: bool = False, centre_input: bool | None = None) -> None:
         super().__init__()
         for name, value in (("d_in", d_in), ("d_latent", d_latent)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -93,6 +100,7 @@ class SparseAutoencoder(nn.Module):
         self.activation = activation
         self.k = k
         self.unit_norm_decoder = bool(unit_norm_decoder)
+        self.centre_input = activation != "linear" if centre_input is None else bool(centre_input)
         self.encoder = nn.Linear(d_in, d_latent)
         self.decoder = nn.Linear(d_latent, d_in)
         if self.unit_norm_decoder:
@@ -110,7 +118,7 @@ class SparseAutoencoder(nn.Module):
 
     def encode(self, a: torch.Tensor) -> torch.Tensor:
         """Latents ``z`` of activations ``a`` (N, M) -> (N, d)."""
-        pre = self.encoder(a)
+        pre = self.encoder(a - self.decoder.bias if self.centre_input else a)
         if self.activation == "linear":
             return pre
         if self.activation == "relu":
@@ -367,6 +375,7 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, **meta: Any) -> Pa
         "activation": sae.activation,
         "k": sae.k,
         "unit_norm_decoder": sae.unit_norm_decoder,
+        "centre_input": sae.centre_input,
         "state_dict": {k: v.detach().cpu() for k, v in sae.state_dict().items()},
         "meta": meta,
     }
@@ -376,7 +385,8 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, **meta: Any) -> Pa
 def load_sae(path: str | os.PathLike) -> tuple[SparseAutoencoder, dict[str, Any]]:
     """Rebuild an SAE written by :func:`save_sae`, verified against its checksum; returns ``(sae, meta)``."""
     blob = load_artifact(path, SAE_FORMAT, "SALVE SAE file")
-    sae = SparseAutoencoder(blob["d_in"], blob["d_latent"], blob["activation"], blob["k"], blob["unit_norm_decoder"])
+    sae = SparseAutoencoder(blob["d_in"], blob["d_latent"], blob["activation"], blob["k"], blob["unit_norm_decoder"],
+                            blob.get("centre_input", False))  # files written before centring encoded ``a`` itself
     sae.load_state_dict(blob["state_dict"])
     return sae.eval(), dict(blob["meta"])
 

@@ -42,10 +42,11 @@ def test_encode_matches_slow_formula_for_each_activation():
     a = torch.randn(5, 6)
     for activation, k in (("linear", None), ("relu", None), ("topk", 2)):
         sae = SparseAutoencoder(6, 4, activation=activation, k=k)
-        E, be = sae.encoder.weight.detach(), sae.encoder.bias.detach()
+        E, be, bd = sae.encoder.weight.detach(), sae.encoder.bias.detach(), sae.decoder.bias.detach()
         z = sae.encode(a).detach()
+        centre = bd if activation != "linear" else torch.zeros(6)  # ReLU and TopK encode a - b_d
         for n in range(5):
-            pre = [sum(E[l, j] * a[n, j] for j in range(6)) + be[l] for l in range(4)]
+            pre = [sum(E[l, j] * (a[n, j] - centre[j]) for j in range(6)) + be[l] for l in range(4)]
             if activation == "linear":
                 expect = pre
             elif activation == "relu":
@@ -222,3 +223,19 @@ def test_an_sae_saved_twice_is_the_same_bytes_with_a_checksum_that_load_verifies
     first.write_bytes(bytes(data))
     with pytest.raises(CorruptArtifact, match=r"a.pt is damaged: its SHA-256"):
         load_sae(first)
+
+
+@pytest.mark.parametrize("activation,k", [("relu", None), ("topk", 4)])
+def test_relu_and_topk_encoders_centre_their_input_so_no_latent_starts_dead(activation, k, tmp_path) -> None:
+    # non-negative inputs with a large common mean, like a ResNet's pooled features: uncentred, every latent of a
+    # ReLU or TopK encoder can start (and stay) dead, and the autoencoder reconstructs nothing (FVU ~ 1)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.rand(600, 8, generator=g) * (torch.rand(600, 8, generator=g) < 0.3)
+    a = 5.0 + codes @ torch.rand(8, 24, generator=g)  # sparse non-negative parts over a common mean
+    fit, _ = train_sae(a, 16, 0.0 if k else 0.01, activation=activation, k=k, epochs=40, seed=0, progress=False)
+    assert fit.centre_input and sae_metrics(fit, a)["fvu"] < 0.3
+    plain, _ = train_sae(a, 16, 0.0, epochs=5, seed=0, progress=False)
+    assert not plain.centre_input  # the paper's linear autoencoder keeps its own parameterisation
+    save_sae(fit, tmp_path / "s.pt")
+    back, _ = load_sae(tmp_path / "s.pt")
+    assert back.centre_input and torch.equal(back.encode(a), fit.encode(a))
