@@ -25,6 +25,7 @@ One module per stage of the method (Flovik, ICLR 2026):
 ``report``         the editions side by side
 ``plotting``       figures with consistent class colours
 ``pipeline``       the papermill runner that builds the book
+``tables``         result tables on disk: CSV or Parquet, read alike
 =================  ===========================================================
 """
 

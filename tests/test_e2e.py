@@ -62,7 +62,7 @@ def test_every_chapter_ran_without_errors_and_was_built(built_project: Path) -> 
 
 @pytest.mark.slow
 def test_result_tables_follow_their_schemas(built_project: Path) -> None:
-    import pandas as pd
+    from salve_utils.tables import load_table
 
     results = built_project / "data/results/smoke/resnet18-planted"
     schemas = {
@@ -86,19 +86,19 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
         "../edition_overview": ["edition", "frac_negative", "frac_exact", "frac_shared"],
     }
     for name, columns in schemas.items():
-        table = pd.read_csv(results / f"{name}.csv")
+        table = load_table(results, name)
         assert set(columns) <= set(table.columns), (name, sorted(table.columns))
         assert len(table) > 0
-    curves = pd.read_csv(results / "suppression_curves.csv")
+    curves = load_table(results, "suppression_curves")
     assert {"tower"} <= set(curves["feature_role"]) and curves["seed"].nunique() > 1
-    claims = pd.read_csv(results / "../claims.csv")
+    claims = load_table(results.parent, "claims")
     assert set(claims["edition"]) == {"resnet18-planted", "vit-planted"}
     from salve_utils.verdicts import KINDS, OTHER_KINDS
 
     assert set(claims["verdict"]) <= set(KINDS + OTHER_KINDS)  # every verdict is a kind of the rulebook
-    nulls = pd.read_csv(results / "null_edits.csv")
+    nulls = load_table(results, "null_edits")
     assert (nulls[nulls["null"] == "permuted"].groupby(["target", "direction", "strength"])["draw"].nunique() >= 50).all()
-    overview = pd.read_csv(results / "../edition_overview.csv").set_index("arch")
+    overview = load_table(results.parent, "edition_overview").set_index("arch")
     assert overview.loc["resnet18", "frac_negative"] == 0  # a ReLU then average pooling
     assert overview.loc["vit_small", "frac_negative"] > 0.2  # LayerNorm output has both signs
 
