@@ -1420,12 +1420,13 @@ class NodeContext:
         ones, so no stale row survives a rerun with other parameters. The nodes' blocks
         are kept in the order of their names (each block in the order its node wrote
         it), so rerunning one node rewrites the same bytes. The node's record keeps the
-        hash of its own rows, so its descendants rerun only when those change.
+        hash of its own rows, so its descendants rerun only when those change. Columns
+        no reader uses are left out (:data:`~salve_utils.tables.NOT_STORED`).
         """
         import pandas as pd
 
         path = tables.table_path(self.results, name)
-        df = df.assign(node=self.node)
+        df = tables.stored_columns(df, name).assign(node=self.node)
         # the node's record holds the hash of its own rows: other nodes' rows in a shared table are not its output
         own = tables.table_hash(df)
         current = tables.find_table(self.results, name) or tables.find_table(self.published, name)  # staged, else published
