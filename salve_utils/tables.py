@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["NOT_STORED", "PARQUET_TABLES", "SIGNIFICANT", "find_table", "load_table", "read_table_file", "round_significant",
-           "stored_columns", "table_hash", "table_path", "write_table"]
+__all__ = ["NOT_STORED", "PARQUET_TABLES", "SIGNIFICANT", "find_table", "load_table", "read_table_file",
+           "round_significant", "stored_columns", "table_hash", "table_path", "write_table"]
 
 #: Tables stored as Parquet (the large ones: sweeps, null draws, per-image values); every other table is CSV.
 PARQUET_TABLES = frozenset({
