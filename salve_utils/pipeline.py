@@ -1429,7 +1429,8 @@ class NodeContext:
         df = tables.stored_columns(df, name).assign(node=self.node)
         # the node's record holds the hash of its own rows: other nodes' rows in a shared table are not its output
         own = tables.table_hash(df)
-        current = tables.find_table(self.results, name) or tables.find_table(self.published, name)  # staged, else published
+        # staged (written earlier in this run), else published
+        current = tables.find_table(self.results, name) or tables.find_table(self.published, name)
         if current is not None:
             old = tables.read_table_file(current)
             if "node" in old.columns:

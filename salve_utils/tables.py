@@ -179,5 +179,5 @@ def read_table_file(path: str | Path) -> pd.DataFrame:
 
 
 def table_hash(df: pd.DataFrame) -> str:
-    """The SHA-256 of ``df`` as CSV text with six significant digits: the same rows give the same hash, in any format."""
+    """SHA-256 of ``df`` as CSV text with six significant digits: the same rows give the same hash, in any format."""
     return hashlib.sha256(df.to_csv(index=False, float_format=f"%.{SIGNIFICANT}g").encode()).hexdigest()
