@@ -12,19 +12,24 @@ not clear its null, gives "inconclusive", never "holds".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from .nulls import inert_strength, latent_spread, uniform_is_degenerate
 from .stats import accuracy_interval, change_interval, format_interval, loss_interval
-from .verdicts import Thresholds, Verdict, beats_null, share, specificity, supported, weakest
+from .tables import load_table
+from .verdicts import RULES, Rule, Thresholds, Verdict, beats_null, rulebook, share, specificity, supported
 
-__all__ = ["PAPER_CLAIMS", "Measured", "claims", "judge_alpha", "judge_baseline", "judge_baselines",
-           "judge_enhance", "judge_planted", "judge_planted_tower", "judge_seeds", "judge_specific",
-           "judge_suppress", "judge_tower"]
+__all__ = ["CLAIM_RECORDS", "CLAIM_TABLES", "PAPER_CLAIMS", "PREDECESSORS", "Measured", "claim_inputs", "claims",
+           "judge_alpha", "judge_baseline", "judge_baselines", "judge_enhance", "judge_planted", "judge_planted_tower",
+           "judge_seeds", "judge_specific", "judge_suppress", "judge_tower", "measured_from", "recompute_claims",
+           "rule_fingerprints", "verdict_changes"]
 
 #: The paper's headline claims, in the words of the reproduction brief.
 PAPER_CLAIMS: dict[str, str] = {
@@ -591,3 +596,134 @@ def claims(m: Measured, th: Thresholds | None = None) -> pd.DataFrame:
             rows.append({"claim": claim, "paper": PAPER_CLAIMS[claim.split(":")[0]], "ours": verdict.reason,
                          "verdict": verdict.kind})
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict"])
+
+
+# --------------------------------------------------------------------------- recomputing, and what changed
+
+#: The result tables the judges read (an edition's own rows) and the chapter records (role, name).
+CLAIM_TABLES = ("backbone_accuracy", "suppression_curves", "null_edits", "alpha_crit", "seed_outcomes",
+                "seed_matches", "planted_recovery", "tower_effects", "baseline_matched")
+CLAIM_RECORDS = (("backbone", "backbone"), ("features", "features"), ("control", "control"), ("tower", "tower"),
+                 ("alpha_crit", "alpha_crit"), ("known_answers", "known_answers"), ("baselines", "baselines"))
+#: Beside ``claims.csv``: which rows and records each edition's claims were judged on, the thresholds and rules.
+INPUTS = "claim_inputs"
+#: A claim split or renamed: its name now -> the name it had before (for :func:`verdict_changes`).
+PREDECESSORS = {"alpha_analytic": "alpha", "alpha_code": "alpha"}
+
+
+def measured_from(load: Callable[[str], pd.DataFrame], nodes: Iterable[str], control: str | None,
+                  records: dict[str, dict[str, Any]]) -> Measured:
+    """One edition's :class:`Measured`: each of :data:`CLAIM_TABLES` that ``load`` finds, only the rows of ``nodes``.
+
+    ``suppression_curves`` keeps only the Control chapter's rows (``control``; the Tower
+    and seed chapters add their own). ``load(name)`` raises ``FileNotFoundError`` for a
+    table the edition lacks.
+    """
+    nodes = set(nodes)
+    tables = {}
+    for name in CLAIM_TABLES:
+        try:
+            table = load(name)
+        except FileNotFoundError:
+            continue
+        tables[name] = table[table["node"].isin(nodes)] if "node" in table.columns else table
+    curves = tables.get("suppression_curves")
+    if curves is not None and "node" in curves.columns:
+        tables["suppression_curves"] = curves[curves["node"] == control]
+    return Measured(tables, records)
+
+
+def rule_fingerprints(th: Thresholds, rules: Iterable[Rule] = RULES) -> dict[str, str]:
+    """Per claim, a short hash of its rule with the thresholds filled in: it changes when the rule or a threshold does."""
+    table = rulebook(th, rules).drop(columns="last revised")
+    return {row["claim"]: hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+            for row in table.to_dict("records")}
+
+
+def claim_inputs(editions: dict[str, dict[str, Any]], th: Thresholds) -> dict[str, Any]:
+    """What :func:`recompute_claims` needs besides the tables: per edition its ``nodes``, ``control`` node and
+    ``records``; the thresholds; and the rules' fingerprints (:func:`rule_fingerprints`)."""
+    return {"thresholds": asdict(th), "rules": rule_fingerprints(th), "editions": editions}
+
+
+def recompute_claims(results: str | Path) -> pd.DataFrame:
+    """``claims.csv`` rebuilt from a results folder alone (``data/results/<profile>/``).
+
+    Reads ``claim_inputs.json`` (:func:`claim_inputs`, written by the summary beside
+    ``claims.csv``) and every edition's tables (CSV or Parquet), and judges them again:
+    the rows ``edition, claim, paper, ours, verdict`` the summary published, every number
+    in ``ours`` recomputed.
+    """
+    results = Path(results)
+    path = results / f"{INPUTS}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: the summary of this profile writes it (run its summary node)")
+    inputs = json.loads(path.read_text())
+    th = Thresholds(**inputs["thresholds"])
+    frames = []
+    for edition, spec in inputs["editions"].items():
+        m = measured_from(lambda name, e=edition: load_table(results / e, name), spec["nodes"], spec["control"],
+                          spec["records"])
+        frames.append(claims(m, th).assign(edition=edition))
+    columns = ["edition", "claim", "paper", "ours", "verdict"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _rule_of(claim: str, rules: Iterable[Rule] = RULES) -> Rule | None:
+    return next((r for r in rules if r.claim == claim.split(":")[0]), None)
+
+
+def verdict_changes(before: pd.DataFrame | None, after: pd.DataFrame, rules_before: dict[str, str] | None = None,
+                    rules_after: dict[str, str] | None = None, th: Thresholds | None = None) -> pd.DataFrame:
+    """Each claim × edition of ``after``: its verdict before and after, and the rule that moved it.
+
+    ``before`` and ``after`` are claims tables (``edition, claim, verdict``; ``before`` may
+    be ``None``: a first edition). A claim that was split or renamed is compared with
+    its predecessor (:data:`PREDECESSORS`). ``why`` names what moved a verdict: the
+    claim's rule, when its fingerprint differs between ``rules_before`` and
+    ``rules_after`` (:func:`rule_fingerprints`, recorded in ``claim_inputs.json``), with
+    the rule's last revision in words; when the previous edition recorded no rulebook,
+    the rule's revision note if it has one (said as such); otherwise the measurement,
+    under the same rule.
+
+    Returns
+    -------
+    DataFrame ``edition, claim, before, after, changed, why`` (``why`` is "" where nothing changed).
+
+    Examples
+    --------
+    >>> old = pd.DataFrame({"edition": ["e"] * 2, "claim": ["alpha", "seeds"], "verdict": ["partly", "partly"]})
+    >>> new = pd.DataFrame({"edition": ["e"] * 2, "claim": ["alpha_code", "seeds"], "verdict": ["holds", "partly"]})
+    >>> verdict_changes(old, new)[["claim", "before", "after", "changed"]].to_dict("records")
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'claim': 'alpha_code', 'before': 'partly', 'after': 'holds', 'changed': True},
+     {'claim': 'seeds', 'before': 'partly', 'after': 'partly', 'changed': False}]
+    """
+    th = th or Thresholds()
+    values = asdict(th)
+    old = {} if before is None else {(e, c): v for e, c, v in before[["edition", "claim", "verdict"]].itertuples(index=False)}
+    rows = []
+    for edition, claim, verdict in after[["edition", "claim", "verdict"]].itertuples(index=False):
+        base = claim.split(":")[0]
+        key = (edition, claim) if (edition, claim) in old else (edition, PREDECESSORS.get(base, claim))
+        prev = old.get(key)
+        rule = _rule_of(claim)
+        note = rule.revised.format(**values) if rule is not None and rule.revised else ""
+        renamed = key[1] != claim and prev is not None
+        changed = prev is None or prev != verdict or renamed
+        if not changed:
+            why = ""
+        elif prev is None:
+            why = "a claim the previous edition did not judge" if before is not None else "first edition"
+        elif rules_before is not None and rules_after is not None:
+            moved = rules_before.get(key[1]) != rules_after.get(base)
+            why = (f"rule {base}: {note or 'its wording or a threshold changed'}" if moved else
+                   "the measurement changed (same rule)")
+        else:
+            why = (f"rule {base} revised: {note} (the previous edition records no rulebook, so a changed measurement "
+                   "cannot be ruled out)" if note else "the measurement changed (the rule has no revision on record)")
+        if renamed:
+            why = f"{key[1]} split into {', '.join(k for k, v in PREDECESSORS.items() if v == key[1])}; " + why
+        rows.append({"edition": edition, "claim": claim, "before": prev if prev is not None else "—",
+                     "after": verdict, "changed": bool(changed), "why": why})
+    return pd.DataFrame(rows, columns=["edition", "claim", "before", "after", "changed", "why"])

@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import datetime as dt
 import difflib
-import hashlib
 import json
 import math
 import os

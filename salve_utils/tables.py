@@ -157,6 +157,7 @@ def write_table(df: pd.DataFrame, path: str | Path, fmt: str | None = None) -> N
     fmt = fmt or path.suffix.lstrip(".")
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"a table is written as csv or parquet, got {fmt!r} ({path})")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         df.to_csv(path, index=False, float_format=f"%.{SIGNIFICANT}g")
         return

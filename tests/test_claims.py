@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salve_utils.claims import Measured, claims, judge_alpha, judge_baselines, judge_enhance, judge_planted, \
+from salve_utils.claims import Measured, claim_inputs, claims, judge_alpha, judge_baselines, judge_enhance, judge_planted, \
     judge_planted_tower, judge_seeds, judge_specific, judge_suppress, judge_tower
 from salve_utils.verdicts import Thresholds
 
@@ -305,3 +305,50 @@ def test_a_class_already_at_the_target_before_any_edit_is_left_out_of_suppress()
     curves.loc[(curves["feature_role"] == "dominant:d") & (curves["class"] == "d"), "accuracy"] = 0.0
     verdict = judge_suppress(m, TH)
     assert verdict.kind == "holds" and "3 of 3 classes" in verdict.reason and "already at ≤ 5%" in verdict.reason
+
+
+def test_claims_are_recomputed_from_a_results_folder_alone_in_either_table_format(tmp_path) -> None:
+    import json
+
+    from salve_utils.claims import recompute_claims
+    from salve_utils.tables import table_path, write_table
+
+    m = _enhance(0.9, 0.5)
+    m.records["features"] = {"tower_classes": ["a", "b"], "tower": 7, "tower_passes": True}
+    for name, table in m.tables.items():
+        write_table(table.assign(node="e.control"), table_path(tmp_path / "e", name))  # curves: Parquet
+    write_table(pd.DataFrame(rows := [{"seed": s, "class": c, "feature": 0, "reaches": True, "strength": 1.0,
+                                       "reference": s == 0} for s in range(2) for c in CLASSES]).assign(node="e.seeds"),
+                table_path(tmp_path / "e", "seed_outcomes"))  # a CSV table
+    inputs = claim_inputs({"e": {"nodes": ["e.control", "e.seeds"], "control": "e.control",
+                                 "records": m.records}}, TH)
+    (tmp_path / "claim_inputs.json").write_text(json.dumps(inputs))
+    rebuilt = recompute_claims(tmp_path)
+    direct = claims(Measured({**m.tables, "seed_outcomes": pd.DataFrame(rows)}, m.records), TH)
+    pd.testing.assert_frame_equal(rebuilt.drop(columns="edition"), direct)
+    assert (rebuilt.set_index("claim").loc["seeds", "verdict"] == "holds") and len(rebuilt) == len(direct)
+    inputs["editions"]["e"]["nodes"] = ["e.control"]  # rows of another node do not count
+    (tmp_path / "claim_inputs.json").write_text(json.dumps(inputs))
+    assert recompute_claims(tmp_path).set_index("claim").loc["seeds", "verdict"] == "inconclusive"
+
+
+def test_verdict_changes_name_the_rule_that_moved_a_verdict() -> None:
+    from salve_utils.claims import rule_fingerprints, verdict_changes
+
+    before = pd.DataFrame({"edition": ["e"] * 3, "claim": ["specific", "alpha", "baselines"],
+                           "verdict": ["partly", "partly", "does not hold"]})
+    after = pd.DataFrame({"edition": ["e"] * 4, "claim": ["specific", "alpha_analytic", "alpha_code", "baselines"],
+                          "verdict": ["inconclusive", "does not hold", "holds", "does not hold"]})
+    rows = verdict_changes(before, after).set_index("claim")
+    assert rows.loc["specific", "before"] == "partly" and rows.loc["specific", "after"] == "inconclusive"
+    assert "operating point" in rows.loc["specific", "why"] and "cannot be ruled out" in rows.loc["specific", "why"]
+    assert rows.loc["alpha_analytic", "why"].startswith("alpha split into alpha_analytic, alpha_code")
+    assert not rows.loc["baselines", "changed"] and rows.loc["baselines", "why"] == ""
+    same = rule_fingerprints(DEFAULT)
+    moved = verdict_changes(before.assign(verdict="holds"), before, same, same).set_index("claim")
+    assert set(moved["why"]) == {"the measurement changed (same rule)"}
+    stricter = rule_fingerprints(Thresholds(tolerance=0.01))
+    assert rule_fingerprints(DEFAULT)["specific"] != stricter["specific"]
+    assert verdict_changes(before.assign(verdict="holds"), before, same, stricter).set_index("claim").loc[
+        "specific", "why"].startswith("rule specific:")
+    assert verdict_changes(None, after)["why"].eq("first edition").all()

@@ -103,6 +103,32 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
     assert overview.loc["vit_small", "frac_negative"] > 0.2  # LayerNorm output has both signs
 
 
+#: A number in a claim's text: "26.1%", "-0.0%", "1.7e-05", "+0.92", "10", "z55" (the latent's number counts too).
+NUMBER = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+
+
+@pytest.mark.slow
+def test_every_number_of_the_claims_table_is_recomputed_from_the_committed_tables_alone(built_project: Path) -> None:
+    """claims.csv rebuilt from data/results/<profile>/ (tables and claim_inputs.json) and nothing else."""
+    import re
+
+    import pandas as pd
+
+    from salve_utils.claims import recompute_claims
+    from salve_utils.tables import load_table
+
+    results = built_project / "data/results/smoke"
+    copy = built_project.parent / "results-only"  # only the results folder: no artifacts, caches or chapters
+    shutil.copytree(results, copy)
+    published = load_table(copy, "claims").drop(columns="node").reset_index(drop=True)
+    rebuilt = recompute_claims(copy)
+    pd.testing.assert_frame_equal(rebuilt, published)
+    numbers = [n for text in published["ours"] for n in re.findall(NUMBER, text)]
+    assert [n for text in rebuilt["ours"] for n in re.findall(NUMBER, text)] == numbers
+    print(f"recomputed {len(numbers)} numbers and {len(published)} verdicts of claims.csv")
+    assert len(numbers) > 100
+
+
 @pytest.mark.slow
 def test_an_unchanged_second_run_executes_nothing(built_project: Path) -> None:
     assert pipeline.run("smoke", built_project, progress=False, log=lambda *_: None) == []
