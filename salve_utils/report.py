@@ -12,6 +12,7 @@ lays out what the ablation chapters found. The rules live in
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -190,7 +191,8 @@ def claims_by_edition(per_edition: dict[str, pd.DataFrame], titles: dict[str, st
             row[titles[edition]] = "—"
             row[f"{titles[edition]}: verdict"] = "—"
         row[titles[transfer[1]]] = text
-        kind = share(partly, len(common), th) if common else "not tested"
+        # a share of claims, not of classes: min_classes (the fewest classes a verdict may rest on) does not apply
+        kind = share(partly, len(common), replace(th, min_classes=1)) if common else "not tested"
         if common and held == len(common):
             kind = "holds"
         elif common and kind == "holds":
