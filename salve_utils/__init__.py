@@ -26,6 +26,7 @@ One module per stage of the method (Flovik, ICLR 2026):
 ``plotting``       figures with consistent class colours
 ``pipeline``       the papermill runner that builds the book
 ``validation``     the argument checks every method function calls
+``tables``         result tables on disk: CSV or Parquet, read alike
 =================  ===========================================================
 """
 

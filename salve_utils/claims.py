@@ -12,18 +12,24 @@ not clear its null, gives "inconclusive", never "holds".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from .stats import accuracy_interval, format_interval, interval
-from .verdicts import Thresholds, Verdict, beats_null, share, specificity, weakest
+from .nulls import inert_strength, latent_spread, uniform_is_degenerate
+from .stats import accuracy_interval, change_interval, format_interval, loss_interval
+from .tables import load_table
+from .verdicts import RULES, Rule, Thresholds, Verdict, beats_null, rulebook, share, specificity, supported
 
-__all__ = ["PAPER_CLAIMS", "Measured", "claims", "judge_alpha", "judge_baseline", "judge_baselines",
-           "judge_enhance", "judge_planted", "judge_planted_tower", "judge_seeds", "judge_specific",
-           "judge_suppress", "judge_tower"]
+__all__ = ["CLAIM_RECORDS", "CLAIM_TABLES", "PAPER_CLAIMS", "PREDECESSORS", "Measured", "claim_inputs", "claims",
+           "judge_alpha", "judge_baseline", "judge_baselines", "judge_enhance", "judge_planted", "judge_planted_tower",
+           "judge_seeds", "judge_specific", "judge_suppress", "judge_tower", "measured_from", "recompute_claims",
+           "rule_fingerprints", "verdict_changes"]
 
 #: The paper's headline claims, in the words of the reproduction brief.
 PAPER_CLAIMS: dict[str, str] = {
@@ -34,7 +40,8 @@ PAPER_CLAIMS: dict[str, str] = {
     "tower_down": "suppressing the Tower feature lowers gas pump",
     "tower_spare": "… spares church",
     "tower_other": "… and moves chain saw the other way",
-    "alpha": "analytic, numerical and empirical α_crit agree",
+    "alpha_analytic": "the analytic α_crit is the threshold (analytic, numerical and empirical α_crit agree)",
+    "alpha_code": "— (a check of this code, not a claim of the paper) numerical and empirical α_crit agree",
     "seeds": "the results are robust over 10 autoencoder seeds",
     "vit": "the same holds for ViT-B/16",
     "baselines": "— (beyond the paper) at matched efficacy SALVE harms the other classes no more than simple baselines",
@@ -89,17 +96,19 @@ def _others(before: pd.DataFrame, after: pd.DataFrame, target: str) -> dict[str,
     """The other classes' mean and worst accuracy loss (before − after), with bootstrap intervals.
 
     The mean's interval is a stratified bootstrap over every other class's images; the
-    worst's is the interval of that one class's accuracy (the bootstrap of a maximum
-    over classes is biased upward). The accuracy before the edit is held fixed.
+    worst's is the interval of that one class's loss (the bootstrap of a maximum over
+    classes is biased upward). Both resample the accuracy before the edit as well
+    (:func:`~salve_utils.stats.loss_interval`, :func:`~salve_utils.stats.change_interval`),
+    so an interval keeps the baseline's uncertainty and cannot collapse to zero width.
     """
     b = before.drop(index=target)
     a = after.loc[b.index]
     base, acc, n = b["accuracy"].to_numpy(), a["accuracy"].to_numpy(), a["n"].to_numpy()
     loss = base - acc
     worst = int(np.argmax(loss))
-    mean_ci = interval(acc, n, lambda d, axis: base.mean() - d.mean(axis=axis))
-    lo, hi = accuracy_interval(acc[worst], n[worst])  # the worst class's own interval (a bootstrapped max is biased)
-    worst_ci = (float(base[worst] - hi), float(base[worst] - lo))
+    mean_ci = loss_interval(base, acc, n)
+    lo, hi = change_interval(base[worst], acc[worst], n[worst])  # the worst class's own (a bootstrapped max is biased)
+    worst_ci = (float(-hi), float(-lo))
     return {"mean": float(loss.mean()), "mean_ci": mean_ci, "worst": float(loss[worst]), "worst_ci": worst_ci,
             "worst_class": str(b.index[worst])}
 
@@ -110,16 +119,20 @@ def _loss_text(o: dict[str, Any]) -> str:
 
 
 def _aggregate(kinds: list[str], th: Thresholds) -> str:
-    """Per-edit verdicts to one: all hold → holds; at least ``majority`` hold at least partly → partly.
+    """Per-edit verdicts to one: all hold → holds; at least ``majority`` hold at least partly → partly; either
+    on at least ``min_classes`` edits (:func:`~salve_utils.verdicts.supported`).
 
-    >>> _aggregate(["holds", "partly", "does not hold"], Thresholds())
+    >>> _aggregate(["holds", "partly", "does not hold"] * 2, Thresholds())
     'partly'
+    >>> _aggregate(["holds", "partly", "does not hold"], Thresholds())  # three classes are too few
+    'inconclusive'
     """
     if not kinds or "inconclusive" in kinds:
         return "inconclusive"
     if all(k == "holds" for k in kinds):
-        return "holds"
-    return "partly" if sum(k in ("holds", "partly") for k in kinds) / len(kinds) >= th.majority else "does not hold"
+        return supported("holds", len(kinds), th)
+    ok = sum(k in ("holds", "partly") for k in kinds) / len(kinds) >= th.majority
+    return supported("partly", len(kinds), th) if ok else "does not hold"
 
 
 def _null_accuracy(nulls: pd.DataFrame, target: str, direction: str, kind: str, strength: float) -> np.ndarray:
@@ -138,7 +151,11 @@ def _nearest_null_strength(nulls: pd.DataFrame, target: str, direction: str, str
 
 def operating_table(m: Measured, th: Thresholds) -> pd.DataFrame | None:
     """Per class: reached (≤ target accuracy within the sweep), the operating strength and accuracy with its
-    interval, and whether the feature beats its permuted null there (``NaN`` where no null was computed)."""
+    interval, and whether the feature beats its permuted null there (``NaN`` where no null was computed).
+
+    ``uniform_accuracy`` is the uniform direction's accuracy at the same strength, only below
+    strength 1 (``uniform_degenerate``: the null strength is 1 or more, where it zeroes the head).
+    """
     curves, nulls = m.table("suppression_curves"), m.table("null_edits")
     if curves is None:
         return None
@@ -153,14 +170,18 @@ def operating_table(m: Measured, th: Thresholds) -> pd.DataFrame | None:
         s = float(hit["strength"].iloc[0]) if reached else float(tgt["strength"].max())
         row = {"class": target, "reached": reached, "strength": s if reached else np.nan,
                "accuracy": float(tgt.set_index("strength").loc[s, "accuracy"]), "n": int(tgt["n"].iloc[0]),
-               "beats_null": np.nan, "uniform_accuracy": np.nan, "null_strength": np.nan, "already": already}
+               "beats_null": np.nan, "uniform_accuracy": np.nan, "null_strength": np.nan, "already": already,
+               "uniform_degenerate": False}
         if nulls is not None and (nulls["target"] == target).any():
             sn = _nearest_null_strength(nulls, target, "suppress", s)
             mine = float(tgt.iloc[np.argmin(np.abs(tgt["strength"].to_numpy() - sn))]["accuracy"])
             null = _null_accuracy(nulls, target, "suppress", "permuted", sn)
             uni = _null_accuracy(nulls, target, "suppress", "uniform", sn)
+            # the uniform null at s >= 1 zeroes the head: a comparison it wins trivially, left out
+            degenerate = uniform_is_degenerate(sn)
             row.update(null_strength=sn, beats_null=beats_null(mine, null, th, larger=False),
-                       uniform_accuracy=float(uni[0]) if len(uni) else np.nan)
+                       uniform_accuracy=float(uni[0]) if len(uni) and not degenerate else np.nan,
+                       uniform_degenerate=bool(len(uni)) and degenerate)
         rows.append(row)
     out = pd.DataFrame(rows)
     out["lo"], out["hi"] = accuracy_interval(out["accuracy"].to_numpy(), out["n"].to_numpy())
@@ -208,12 +229,16 @@ def judge_suppress(m: Measured, th: Thresholds) -> Verdict:
     beat = reached & judged["beats_null"].astype(bool)
     uniform_known = reached & judged["uniform_accuracy"].notna()
     uniform = int((judged.loc[uniform_known, "uniform_accuracy"] <= th.target_accuracy).sum())
+    degenerate = int((reached & judged["uniform_degenerate"].astype(bool)).sum())
     names = ", ".join(f"{r['class']} {format_interval(r['accuracy'], r['lo'], r['hi'])} at strength {r['strength']:.2g}"
                       for _, r in judged[reached].iterrows())
     text = (f"{int(reached.sum())} of {len(judged)} classes reach ≤ {th.target_accuracy:.0%}"
             + (f" ({names})" if names else "") + f"; {int(beat.sum())} of them beyond the permuted-|c| null"
-            + (f"; the uniform direction (a pure logit rescaling) takes {uniform} of those {int(uniform_known.sum())} "
-               "there at the same strength" if uniform_known.any() else "")
+            + (f"; the uniform direction (a pure logit rescaling) takes {uniform} of the {int(uniform_known.sum())} "
+               "whose operating point lies below strength 1 there at the same strength" if uniform_known.any() else "")
+            + (f"; the uniform direction is left out for the {degenerate} whose operating point lies at strength 1 or "
+               "beyond: there it zeroes the head and takes every class but the one with the largest bias, a trivial "
+               "comparison" if degenerate else "")
             + ("" if len(judged) == len(ops) else
                f"; nulls for {len(judged)} of {len(ops)} classes ({int(ops['reached'].sum())} of "
                f"{len(ops)} reach ≤ {th.target_accuracy:.0%})")
@@ -246,23 +271,42 @@ def _median_text(rows: list[dict[str, Any]]) -> str:
 
 
 def judge_specific(m: Measured, th: Thresholds) -> Verdict:
-    """The others' mean *and* worst loss, at each reached class's operating point and at the fixed strength."""
+    """The others' mean *and* worst loss at each reached class's operating point, where the claim is made.
+
+    The fixed strength is reported as context, not evidence: there most targets have
+    barely moved, and "the others are spared" says little about an edit that barely acts.
+    Fewer than ``min_classes`` reached classes give no *holds* or *partly*.
+    """
     ops, curves = operating_table(m, th), m.table("suppression_curves")
     if ops is None:
         return _missing("suppression_curves")
-    fixed_kind, fixed = _specific_at(curves, "suppress", {c: th.fixed_strength for c in ops["class"]}, th)
+    _, fixed = _specific_at(curves, "suppress", {c: th.fixed_strength for c in ops["class"]}, th)
     hit = ops[ops["reached"]]
-    text = f"at strength {th.fixed_strength:g} (all {len(fixed)} classes): " + _median_text(fixed)
+    context = (f"context, not evidence: at strength {th.fixed_strength:g} (all {len(fixed)} classes), where the "
+               f"median target has lost {_median_target_loss(curves, ops['class'], th.fixed_strength):.1%}, "
+               + _median_text(fixed))
     if not len(hit):
-        return Verdict(weakest(fixed_kind, "inconclusive"), "no class reaches its operating point; " + text)
+        return Verdict("inconclusive", "no class reaches its operating point; " + context)
     op_kind, op = _specific_at(curves, "suppress", dict(zip(hit["class"], hit["strength"])), th)
-    text = f"at the operating points ({len(op)} classes): " + _median_text(op) + "; " + text
-    return Verdict(weakest(op_kind, fixed_kind), text)
+    text = f"at the operating points ({len(op)} classes): " + _median_text(op)
+    if len(op) < th.min_classes and op_kind == "inconclusive":
+        text += f" (fewer than {th.min_classes} classes: no holds or partly)"
+    return Verdict(op_kind, text + "; " + context)
+
+
+def _median_target_loss(curves: pd.DataFrame, classes, strength: float) -> float:
+    """The median over ``classes`` of each one's own accuracy loss when its dominant feature is suppressed."""
+    losses = []
+    for c in classes:
+        role = f"dominant:{c}"
+        losses.append(float(_before(curves, role, "suppress").loc[c, "accuracy"]
+                            - _at(curves, role, "suppress", strength)[1].loc[c, "accuracy"]))
+    return float(np.median(losses)) if losses else float("nan")
 
 
 def judge_enhance(m: Measured, th: Thresholds) -> Verdict:
-    """The enhanced class's others (mean and worst) at the sweep's end and at the fixed strength; its own gain
-    must clear the permuted null."""
+    """The enhanced class's others (mean and worst) at the sweep's end, its operating point (the fixed strength is
+    context); its own gain must clear the permuted null."""
     curves, nulls, control = m.table("suppression_curves"), m.table("null_edits"), m.record("control")
     if curves is None or not control:
         return _missing("suppression_curves")
@@ -271,34 +315,42 @@ def judge_enhance(m: Measured, th: Thresholds) -> Verdict:
     if not ((curves["feature_role"] == role) & (curves["direction"] == "enhance")).any():
         return _missing(f"the enhance curve of {target}")
     end = float(curves[(curves["feature_role"] == role) & (curves["direction"] == "enhance")]["strength"].max())
-    kind, rows = _specific_at(curves, "enhance", {target: end}, th)
-    kind_fixed, fixed = _specific_at(curves, "enhance", {target: th.fixed_strength}, th)
+    rows = _specific_at(curves, "enhance", {target: end}, th)[1]
+    kind = rows[0]["kind"]  # one edit: judged by itself (min_classes counts classes of a per-class claim)
+    fixed = _specific_at(curves, "enhance", {target: th.fixed_strength}, th)[1]
     s, after = _at(curves, role, "enhance", end)
-    gain = float(after.loc[target, "accuracy"] - _before(curves, role, "enhance").loc[target, "accuracy"])
-    text = (f"at strength {end:g}: {_loss_text(rows[0])}; at strength {th.fixed_strength:g}: {_loss_text(fixed[0])}; "
-            f"{target} itself {gain * 100:+.1f} points")
+    base = float(_before(curves, role, "enhance").loc[target, "accuracy"])
+    gain = float(after.loc[target, "accuracy"] - base)
+    text = f"at strength {end:g}: {_loss_text(rows[0])}; {target} itself {gain * 100:+.1f} points (from {base:.1%}: " \
+        f"headroom {1 - base:.1%})"
+    context = f"; context, not evidence: at strength {th.fixed_strength:g}, {_loss_text(fixed[0])}"
     if nulls is None or not (nulls["target"] == target).any():
-        return Verdict("inconclusive", text + "; no null edits were measured")
+        return Verdict("inconclusive", text + "; no null edits were measured" + context)
     sn = _nearest_null_strength(nulls, target, "enhance", end)
     null = _null_accuracy(nulls, target, "enhance", "permuted", sn)
     mine = float(_at(curves, role, "enhance", sn)[1].loc[target, "accuracy"])
-    base = float(_before(curves, role, "enhance").loc[target, "accuracy"])
-    text += f" (from {base:.1%}: headroom {1 - base:.1%})"
+    if not len(null):
+        return Verdict("inconclusive", text + "; no permuted null at this strength" + context)
     if not beats_null(mine, null, th, larger=True):
-        would = weakest(kind, kind_fixed)
         return Verdict("inconclusive", text + f"; its accuracy under the edit ({mine:.1%}) is within the permuted "
                        f"null (its central {th.null_level:.0%} range ends at "
-                       f"{np.quantile(null, (1 + th.null_level) / 2):.1%}); without the null it would be '{would}'"
-                       if len(null) else text + "; no permuted null at this strength")
-    return Verdict(weakest(kind, kind_fixed), text + ", beyond the permuted null")
+                       f"{np.quantile(null, (1 + th.null_level) / 2):.1%}); without the null it would be '{kind}'"
+                       + context)
+    return Verdict(kind, text + f"; {target}'s gain lies beyond the permuted null" + context)
 
 
 def judge_tower(m: Measured, th: Thresholds) -> list[tuple[str, Verdict]]:
     """``tower_down``, ``tower_spare`` and ``tower_other`` from every latent's effect on the followed classes.
 
-    A Tower claim clears its null only when the Discover search passed (same sign for
-    both classes, score beyond random latent pairs) *and* the Tower's effect on the
-    class lies beyond the ``null_level`` of all latents' effects on that class.
+    The claims are judged at one strength taken from the run: the largest swept strength
+    at which the median other latent moves the second Tower class by at most
+    ``inert_change`` (:func:`~salve_utils.nulls.inert_strength`). Beyond it most latents
+    move the class, and one latent's effect says little; an edition with no such strength
+    is inconclusive. A Tower claim clears its null only when the Discover search passed
+    (same sign for both classes, score beyond random latent pairs) *and* the Tower's
+    effect on the class lies beyond the ``null_level`` of all latents' effects on that
+    class. When the search found no Tower, the latent measured is not the Tower, and
+    every Tower claim is inconclusive, whichever way its effect points.
     """
     found, tower, effects = m.record("features"), m.record("tower"), m.table("tower_effects")
     if not found or not tower or effects is None:
@@ -308,39 +360,50 @@ def judge_tower(m: Measured, th: Thresholds) -> list[tuple[str, Verdict]]:
     feature = int(found["tower"])
     search = ("the Tower search passed" if passes else
               "the Tower search found no latent of the same sign for both classes beyond random latent pairs")
-
-    roles = {a: "church", b: "gas pump", **{w: "chain saw" for w in tower.get("watch_classes", [])}}
+    watched = list(tower.get("watch_classes", []))
+    keys = ["tower_down", "tower_spare"] + ["tower_other" if len(watched) == 1 else f"tower_other:{w}"
+                                            for w in watched]
+    roles = {a: "church", b: "gas pump", **{w: "chain saw" for w in watched}}
+    spread = latent_spread(effects, b, exclude=feature)
+    strength = inert_strength(effects, b, th.inert_change, exclude=feature)
+    if not np.isfinite(strength):
+        s0 = float(spread.index[0]) if len(spread) else float("nan")
+        why = (f"no swept strength where most latents are inert on {b}: at strength {s0:g}, the smallest swept, the "
+               f"median other latent already moves it by {spread.iloc[0]:.1%} (more than {th.inert_change:.0%}), so "
+               f"no latent's effect stands out; {search}" if len(spread) else f"no latent's effect on {b} measured")
+        return [(k, Verdict("inconclusive", why)) for k in keys]
+    at = effects[effects["strength"] == strength]
 
     def effect(cls: str) -> tuple[float, np.ndarray, str]:
-        sub = effects[effects["class"] == cls]
+        sub = at[at["class"] == cls]
         own = sub[sub["feature"] == feature].iloc[0]
         others = sub[sub["feature"] != feature]["change"].to_numpy()
         role = "" if roles[cls] == cls else f" (in the paper's role of {roles[cls]})"
         text = f"{cls}{role} {format_interval(own['change'], own['change_lo'], own['change_hi'], '{:+.1%}')}"
         return float(own["change"]), others, text
 
-    strength = float(effects["strength"].iloc[0])
+    def verdict(kind: str, cleared: bool, text: str) -> Verdict:
+        if not passes:  # not the Tower: says nothing about the claim, whichever way it points
+            return Verdict("inconclusive", text + f"; it would read '{kind}', but the latent measured is not a Tower "
+                           "the search found")
+        return Verdict(kind if cleared or kind == "does not hold" else "inconclusive", text)
+
     cb, null_b, tb = effect(b)
     ca, _, ta = effect(a)
     beyond_b = beats_null(cb, null_b, th, larger=False)
-    where = f"z{feature} suppressed at strength {strength:g}; {search}"
+    where = (f"z{feature} suppressed at strength {strength:g}, the largest swept strength at which the median other "
+             f"latent moves {b} by ≤ {th.inert_change:.0%} ({spread[strength]:.1%}); {search}")
     down = "holds" if cb <= -th.tolerance else "partly" if cb < 0 else "does not hold"
-    ok_b = passes and beyond_b
-    out = [("tower_down", Verdict(down if ok_b or down == "does not hold" else "inconclusive",
-                                  f"{tb} ({where}); {'beyond' if beyond_b else 'within'} the "
+    out = [("tower_down", verdict(down, beyond_b, f"{tb} ({where}); {'beyond' if beyond_b else 'within'} the "
                                   f"{th.null_level:.0%} range of the other {len(null_b)} latents' effects on {b}"))]
     spare = "holds" if ca >= -th.tolerance and ca > cb else "partly" if ca > cb else "does not hold"
-    out.append(("tower_spare", Verdict(spare if ok_b or spare == "does not hold" else "inconclusive",
-                                       f"{ta}, against {tb}")))
-    watched = list(tower.get("watch_classes", []))
-    for watch in watched:
+    out.append(("tower_spare", verdict(spare, beyond_b, f"{ta}, against {tb}")))
+    for key, watch in zip(keys[2:], watched):
         cw, null_w, tw = effect(watch)
         beyond = beats_null(cw, null_w, th, larger=True)
         kind = "holds" if cw >= within_gain(th) else "partly" if cw > 0 else "does not hold"
-        key = "tower_other" if len(watched) == 1 else f"tower_other:{watch}"
-        out.append((key, Verdict(kind if (passes and beyond) or kind == "does not hold" else "inconclusive",
-                                 f"{tw}; {'beyond' if beyond else 'within'} the {th.null_level:.0%} range of "
-                                 f"the other latents' effects on {watch}")))
+        out.append((key, verdict(kind, beyond, f"{tw}; {'beyond' if beyond else 'within'} the {th.null_level:.0%} "
+                                 f"range of the other latents' effects on {watch}")))
     return out
 
 
@@ -349,14 +412,31 @@ def within_gain(th: Thresholds) -> float:
     return th.tolerance / 5
 
 
-def judge_alpha(m: Measured, th: Thresholds) -> Verdict:
-    """Empirical (a strength grid through the real edited model, then bisection inside the bracketing cell)
-    against numerical α_crit, for the logit-zero and the decision-flip threshold; and the share of images on
-    which the linear (analytic) formula is exact. Read from the α_crit chapter's record."""
-    agree = m.record("alpha_crit").get("agreement")
-    if not agree:
-        return _missing("the α_crit record")
+def judge_alpha(m: Measured, th: Thresholds) -> list[tuple[str, Verdict]]:
+    """Two claims from the α_crit chapter's record, kept apart.
+
+    ``alpha_analytic`` (the paper's claim): the share of images whose logit reaches zero on
+    which the analytic (linear) formula equals the exact root. ``alpha_code`` (a check of
+    this code, labelled as such): empirical (a strength grid through the real edited
+    model, then bisection inside the bracketing cell) against numerical α_crit, for the
+    logit-zero and the decision-flip threshold. That two computations of ours agree says
+    nothing about the paper's formula.
+    """
     rec = m.record("alpha_crit")
+    agree = rec.get("agreement")
+    if not agree:
+        return [("alpha_analytic", _missing("the α_crit record")), ("alpha_code", _missing("the α_crit record"))]
+    n_finite, exact = int(agree.get("n_finite", 0)), float(agree["frac_exact"])
+    text = f"the linear formula is exact for {exact:.1%} of the {n_finite} images whose logit reaches zero"
+    if "spearman_flip" in rec:
+        text += (f"; rank correlation of the class medians with how suppressible the class is: flip "
+                 f"{rec['spearman_flip']:+.2f} (n = {rec['n_flip']}), logit zero {rec['spearman_zero']:+.2f} "
+                 f"(n = {rec['n_zero']})")
+    if n_finite < th.min_compared:
+        analytic = Verdict("inconclusive", text + f"; fewer than {th.min_compared} images reach zero")
+    else:
+        analytic = Verdict("holds" if exact >= th.exact_share else "partly" if exact >= th.majority else
+                           "does not hold", text)
     parts, ok = [], []
     for name, suffix in (("logit-zero", ""), ("flip", "_flip")):
         n, bad = int(agree.get(f"n_compared{suffix}", 0)), int(agree.get(f"n_mismatch{suffix}", 0))
@@ -364,43 +444,51 @@ def judge_alpha(m: Measured, th: Thresholds) -> Verdict:
         ok.append(n >= th.min_compared and bad == 0 and rel <= th.agreement)
         parts.append(f"{name}: empirical vs numerical median relative difference {rel:.1e} over {n} images "
                      f"({bad} disagree)" if n else f"{name}: no image compared")
-    exact = float(agree["frac_exact"])
-    text = (f"the linear formula is exact for {exact:.1%} of the {agree['n_finite']} images whose logit reaches "
-            f"zero; " + "; ".join(parts))
-    if "spearman_flip" in rec:
-        text += (f"; rank correlation of the class medians with how suppressible the class is: flip "
-                 f"{rec['spearman_flip']:+.2f} (n = {rec['n_flip']}), logit zero {rec['spearman_zero']:+.2f} "
-                 f"(n = {rec['n_zero']})")
+    code = "a check of this code, not of the paper: " + "; ".join(parts)
     if any(int(agree.get(f"n_compared{x}", 0)) < th.min_compared for x in ("", "_flip")):
-        return Verdict("inconclusive", text + f"; fewer than {th.min_compared} images compared for a criterion")
-    kind = "holds" if all(ok) and exact >= th.exact_share else "partly" if all(ok) else "does not hold"
-    return Verdict(kind, text)
+        checked = Verdict("inconclusive", code + f"; fewer than {th.min_compared} images compared for a criterion")
+    else:
+        checked = Verdict("holds" if all(ok) else "does not hold", code)
+    return [("alpha_analytic", analytic), ("alpha_code", checked)]
 
 
 def judge_seeds(m: Measured, th: Thresholds) -> Verdict:
-    """Share of classes whose outcome (reaches ≤ target accuracy or not) is the same in every autoencoder seed."""
+    """Replication of success: of the classes the reference seed suppresses, the share suppressed (reaches ≤ the
+    target accuracy) in at least ``replication`` of the autoencoder seeds.
+
+    Classes that fail in every seed agree across seeds, but a failure that replicates is
+    not a result that replicates: they do not count for the claim.
+    """
     outcomes, matches = m.table("seed_outcomes"), m.table("seed_matches")
     if outcomes is None:
         return _missing("seed_outcomes")
-    per_class = outcomes.groupby("class")["reaches"].agg(lambda r: r.astype(bool).nunique() == 1)
-    n_seeds = outcomes["seed"].nunique()
-    majority = outcomes.groupby("class")["reaches"].agg(lambda r: max(r.astype(bool).mean(), 1 - r.astype(bool).mean()))
-    always = outcomes.groupby("class")["reaches"].agg(lambda r: bool(r.astype(bool).all()))
-    never = outcomes.groupby("class")["reaches"].agg(lambda r: not r.astype(bool).any())
-    ref = outcomes[outcomes["reference"].astype(bool)] if "reference" in outcomes else outcomes.iloc[0:0]
-    ref_reach = set(ref.loc[ref["reaches"].astype(bool), "class"])
-    text = (f"{n_seeds} seeds: the outcome agrees in every seed for {int(per_class.sum())} of {len(per_class)} "
-            f"classes ({int(always.sum())} reach ≤ {th.target_accuracy:.0%} in every seed, {int(never.sum())} in none; "
-            f"mean agreement with the majority {majority.mean():.0%})"
-            + (f"; of the {len(ref_reach)} classes the reference seed suppresses, "
-               f"{int(sum(always[c] for c in ref_reach))} are suppressed in every seed" if len(ref) else ""))
+    reaches = outcomes.assign(reaches=outcomes["reaches"].astype(bool))
+    n_seeds = reaches["seed"].nunique()
+    count = reaches.groupby("class")["reaches"].sum()  # seeds in which the class is suppressed
+    need = int(np.ceil(th.replication * n_seeds - 1e-9))
+    ref = reaches[reaches["reference"].astype(bool)] if "reference" in reaches else reaches.iloc[0:0]
+    if not len(ref):
+        return Verdict("inconclusive", f"{n_seeds} seeds, but no reference seed is marked")
+    ref_reach = sorted(ref.loc[ref["reaches"], "class"])
+    replicated = [c for c in ref_reach if count[c] >= need]
+    text = (f"{n_seeds} seeds: of the {len(ref_reach)} classes the reference seed suppresses (≤ "
+            f"{th.target_accuracy:.0%}), {len(replicated)} are suppressed in at least {need} of the {n_seeds} seeds"
+            + (f" ({', '.join(replicated)})" if 0 < len(replicated) <= 10 else "")
+            + f"; over all {len(count)} classes, {int((count >= need).sum())} are suppressed in at least {need} seeds "
+            f"and {int((count == 0).sum())} in none")
     if matches is not None:
         other = matches[~matches["reference"].astype(bool)]
         cols = [(c, w) for c, w in (("cosine", "decoder"), ("abs_cosine", "|c|"), ("function_cosine", "function"))
                 if c in other]
         text += "; median cosine to the reference's feature: " + ", ".join(
             f"{w} {other[c].median():.2f}" for c, w in cols)
-    return Verdict(share(int(per_class.sum()), len(per_class), th), text)
+    if not ref_reach:
+        return Verdict("inconclusive", text + "; the reference seed suppresses no class, so there is nothing to "
+                       "replicate")
+    kind = share(len(replicated), len(ref_reach), th)
+    if kind == "inconclusive":
+        text += f"; fewer than {th.min_classes} classes to replicate"
+    return Verdict(kind, text)
 
 
 def judge_baselines(m: Measured, th: Thresholds) -> Verdict:
@@ -508,3 +596,134 @@ def claims(m: Measured, th: Thresholds | None = None) -> pd.DataFrame:
             rows.append({"claim": claim, "paper": PAPER_CLAIMS[claim.split(":")[0]], "ours": verdict.reason,
                          "verdict": verdict.kind})
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict"])
+
+
+# --------------------------------------------------------------------------- recomputing, and what changed
+
+#: The result tables the judges read (an edition's own rows) and the chapter records (role, name).
+CLAIM_TABLES = ("backbone_accuracy", "suppression_curves", "null_edits", "alpha_crit", "seed_outcomes",
+                "seed_matches", "planted_recovery", "tower_effects", "baseline_matched")
+CLAIM_RECORDS = (("backbone", "backbone"), ("features", "features"), ("control", "control"), ("tower", "tower"),
+                 ("alpha_crit", "alpha_crit"), ("known_answers", "known_answers"), ("baselines", "baselines"))
+#: Beside ``claims.csv``: which rows and records each edition's claims were judged on, the thresholds and rules.
+INPUTS = "claim_inputs"
+#: A claim split or renamed: its name now -> the name it had before (for :func:`verdict_changes`).
+PREDECESSORS = {"alpha_analytic": "alpha", "alpha_code": "alpha"}
+
+
+def measured_from(load: Callable[[str], pd.DataFrame], nodes: Iterable[str], control: str | None,
+                  records: dict[str, dict[str, Any]]) -> Measured:
+    """One edition's :class:`Measured`: each of :data:`CLAIM_TABLES` that ``load`` finds, only the rows of ``nodes``.
+
+    ``suppression_curves`` keeps only the Control chapter's rows (``control``; the Tower
+    and seed chapters add their own). ``load(name)`` raises ``FileNotFoundError`` for a
+    table the edition lacks.
+    """
+    nodes = set(nodes)
+    tables = {}
+    for name in CLAIM_TABLES:
+        try:
+            table = load(name)
+        except FileNotFoundError:
+            continue
+        tables[name] = table[table["node"].isin(nodes)] if "node" in table.columns else table
+    curves = tables.get("suppression_curves")
+    if curves is not None and "node" in curves.columns:
+        tables["suppression_curves"] = curves[curves["node"] == control]
+    return Measured(tables, records)
+
+
+def rule_fingerprints(th: Thresholds, rules: Iterable[Rule] = RULES) -> dict[str, str]:
+    """Per claim, a short hash of its rule with the thresholds filled in: it changes when the rule or a threshold does."""
+    table = rulebook(th, rules).drop(columns="last revised")
+    return {row["claim"]: hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+            for row in table.to_dict("records")}
+
+
+def claim_inputs(editions: dict[str, dict[str, Any]], th: Thresholds) -> dict[str, Any]:
+    """What :func:`recompute_claims` needs besides the tables: per edition its ``nodes``, ``control`` node and
+    ``records``; the thresholds; and the rules' fingerprints (:func:`rule_fingerprints`)."""
+    return {"thresholds": asdict(th), "rules": rule_fingerprints(th), "editions": editions}
+
+
+def recompute_claims(results: str | Path) -> pd.DataFrame:
+    """``claims.csv`` rebuilt from a results folder alone (``data/results/<profile>/``).
+
+    Reads ``claim_inputs.json`` (:func:`claim_inputs`, written by the summary beside
+    ``claims.csv``) and every edition's tables (CSV or Parquet), and judges them again:
+    the rows ``edition, claim, paper, ours, verdict`` the summary published, every number
+    in ``ours`` recomputed.
+    """
+    results = Path(results)
+    path = results / f"{INPUTS}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: the summary of this profile writes it (run its summary node)")
+    inputs = json.loads(path.read_text())
+    th = Thresholds(**inputs["thresholds"])
+    frames = []
+    for edition, spec in inputs["editions"].items():
+        m = measured_from(lambda name, e=edition: load_table(results / e, name), spec["nodes"], spec["control"],
+                          spec["records"])
+        frames.append(claims(m, th).assign(edition=edition))
+    columns = ["edition", "claim", "paper", "ours", "verdict"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _rule_of(claim: str, rules: Iterable[Rule] = RULES) -> Rule | None:
+    return next((r for r in rules if r.claim == claim.split(":")[0]), None)
+
+
+def verdict_changes(before: pd.DataFrame | None, after: pd.DataFrame, rules_before: dict[str, str] | None = None,
+                    rules_after: dict[str, str] | None = None, th: Thresholds | None = None) -> pd.DataFrame:
+    """Each claim × edition of ``after``: its verdict before and after, and the rule that moved it.
+
+    ``before`` and ``after`` are claims tables (``edition, claim, verdict``; ``before`` may
+    be ``None``: a first edition). A claim that was split or renamed is compared with
+    its predecessor (:data:`PREDECESSORS`). ``why`` names what moved a verdict: the
+    claim's rule, when its fingerprint differs between ``rules_before`` and
+    ``rules_after`` (:func:`rule_fingerprints`, recorded in ``claim_inputs.json``), with
+    the rule's last revision in words; when the previous edition recorded no rulebook,
+    the rule's revision note if it has one (said as such); otherwise the measurement,
+    under the same rule.
+
+    Returns
+    -------
+    DataFrame ``edition, claim, before, after, changed, why`` (``why`` is "" where nothing changed).
+
+    Examples
+    --------
+    >>> old = pd.DataFrame({"edition": ["e"] * 2, "claim": ["alpha", "seeds"], "verdict": ["partly", "partly"]})
+    >>> new = pd.DataFrame({"edition": ["e"] * 2, "claim": ["alpha_code", "seeds"], "verdict": ["holds", "partly"]})
+    >>> verdict_changes(old, new)[["claim", "before", "after", "changed"]].to_dict("records")
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'claim': 'alpha_code', 'before': 'partly', 'after': 'holds', 'changed': True},
+     {'claim': 'seeds', 'before': 'partly', 'after': 'partly', 'changed': False}]
+    """
+    th = th or Thresholds()
+    values = asdict(th)
+    old = {} if before is None else {(e, c): v for e, c, v in before[["edition", "claim", "verdict"]].itertuples(index=False)}
+    rows = []
+    for edition, claim, verdict in after[["edition", "claim", "verdict"]].itertuples(index=False):
+        base = claim.split(":")[0]
+        key = (edition, claim) if (edition, claim) in old else (edition, PREDECESSORS.get(base, claim))
+        prev = old.get(key)
+        rule = _rule_of(claim)
+        note = rule.revised.format(**values) if rule is not None and rule.revised else ""
+        renamed = key[1] != claim and prev is not None
+        changed = prev is None or prev != verdict or renamed
+        if not changed:
+            why = ""
+        elif prev is None:
+            why = "a claim the previous edition did not judge" if before is not None else "first edition"
+        elif rules_before is not None and rules_after is not None:
+            moved = rules_before.get(key[1]) != rules_after.get(base)
+            why = (f"rule {base}: {note or 'its wording or a threshold changed'}" if moved else
+                   "the measurement changed (same rule)")
+        else:
+            why = (f"rule {base} revised: {note} (the previous edition records no rulebook, so a changed measurement "
+                   "cannot be ruled out)" if note else "the measurement changed (the rule has no revision on record)")
+        if renamed:
+            why = f"{key[1]} split into {', '.join(k for k, v in PREDECESSORS.items() if v == key[1])}; " + why
+        rows.append({"edition": edition, "claim": claim, "before": prev if prev is not None else "—",
+                     "after": verdict, "changed": bool(changed), "why": why})
+    return pd.DataFrame(rows, columns=["edition", "claim", "before", "after", "changed", "why"])

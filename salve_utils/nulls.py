@@ -44,9 +44,10 @@ if TYPE_CHECKING:
     from .activations import Activations
     from .sae import SparseAutoencoder
 
-__all__ = ["NULLS", "NULL_COLUMNS", "NullCounts", "class_accuracies", "feature_ratios", "first_below",
-           "matched_uniform", "null_comparison", "null_counts", "null_edits", "null_grid", "permuted_ratios",
-           "point_intervals", "target_summary", "uniform_comparison"]
+__all__ = ["NULLS", "NULL_COLUMNS", "NullCounts", "UNIFORM_ZEROES_HEAD", "class_accuracies", "feature_ratios",
+           "first_below", "inert_strength", "latent_spread", "matched_uniform", "null_comparison", "null_counts",
+           "null_edits", "null_grid", "permuted_ratios", "point_intervals", "target_summary", "uniform_comparison",
+           "uniform_is_degenerate"]
 
 NULLS = ("permuted", "uniform", "others")
 DIRECTIONS = ("suppress", "enhance")
@@ -640,3 +641,59 @@ def uniform_comparison(acts: "Activations", compared: pd.DataFrame, points: pd.D
                        matched_others_worst=matched["others_worst"].to_numpy(),
                        more_on_average=better_mean, more_at_worst=better_worst,
                        more_specific=better_mean & better_worst)
+
+
+# =========================================================================== where a latent null is not degenerate
+
+
+#: From this normalised strength on the uniform direction (``r_j = 1``) zeroes every weight: the head outputs its bias.
+UNIFORM_ZEROES_HEAD = 1.0
+
+
+def uniform_is_degenerate(strength: float | np.ndarray) -> bool | np.ndarray:
+    """Does the uniform null zero the whole head at this normalised strength (``(1 − s)₊ = 0``)?
+
+    There every image goes to the class with the largest bias, so "the uniform direction
+    suppresses the class as much" is true of every class but the bias's and says nothing
+    about the feature: a comparison with it is left out, with this reason.
+
+    >>> uniform_is_degenerate(0.5), uniform_is_degenerate(1.0)
+    (False, True)
+    """
+    out = np.asarray(strength, dtype=np.float64) >= UNIFORM_ZEROES_HEAD
+    return bool(out) if out.ndim == 0 else out
+
+
+def latent_spread(effects: pd.DataFrame, cls: str, exclude: int | None = None) -> pd.Series:
+    """Per swept strength > 0: the median, over every latent but ``exclude``, of ``|change|`` of class ``cls``.
+
+    ``effects`` has ``feature, class, strength, change`` (the Tower chapter's
+    ``tower_effects``: every latent suppressed at each strength).
+    """
+    sub = effects[(effects["class"] == cls) & (effects["strength"] > 0)]
+    if exclude is not None:
+        sub = sub[sub["feature"] != exclude]
+    return sub.groupby("strength")["change"].agg(lambda c: float(np.median(np.abs(c)))).sort_index()
+
+
+def inert_strength(effects: pd.DataFrame, cls: str, max_change: float, exclude: int | None = None) -> float:
+    """The largest swept strength up to which the median other latent moves ``cls`` by at most ``max_change``.
+
+    Below it most latents are inert on the class, so a latent that moves it stands out;
+    above it most latents move it too, and the effect of one says little. The strengths
+    are taken from the run (the table's own grid), from the smallest up, stopping at the
+    first strength whose median exceeds ``max_change``; ``nan`` when even the smallest does.
+
+    >>> eff = pd.DataFrame({"feature": [0, 1, 2] * 3, "class": "g", "strength": np.repeat([1.0, 2.0, 4.0], 3),
+    ...                     "change": [0.0, -0.01, -0.02, -0.03, -0.04, -0.5, -0.3, -0.6, -0.9]})
+    >>> inert_strength(eff, "g", 0.05)
+    2.0
+    >>> inert_strength(eff, "g", 0.001)
+    nan
+    """
+    best = float("nan")
+    for strength, median in latent_spread(effects, cls, exclude).items():
+        if median > max_change:
+            break
+        best = float(strength)
+    return best

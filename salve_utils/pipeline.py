@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import datetime as dt
 import difflib
-import hashlib
 import json
 import math
 import os
@@ -49,6 +48,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
+from . import tables
 from .runtime import (
     atomic_path,
     atomic_write_json,
@@ -413,7 +413,7 @@ PARAM_RULES: dict[str, str | tuple[str, ...]] = {
     # summary (10)
     "mean_tolerance": "[0, 1]", "partly_factor": "[1, 100]", "fixed_strength": "(0, 1000]", "majority": "[0, 1]",
     "null_level": "(0, 1)", "agreement": "(0, 1]", "exact_share": "[0, 1]", "min_compared": "[1, 100000]",
-    "baseline_match": "[0, 1]",
+    "baseline_match": "[0, 1]", "min_classes": "[1, 100000]", "replication": "[0, 1]", "inert_change": "[0, 1]",
     # the teaching page (00)
     "n_classes": "[2, 100]", "d_model": "[1, 4096]", "n_per_class": "[1, 100000]", "p_own": "[0, 1]",
     "p_tower": "[0, 1]", "tower_strength": "[0, 100]", "noise": "[0, 100]", "sae_steps": "[1, 1000000]",
@@ -930,6 +930,9 @@ def _finish_publish(journal: Path) -> None:
     """Carry out (or complete, after a kill) the moves a journal lists, then remove the staging folder."""
     moves = json.loads(journal.read_text())
     for src, dst in moves:
+        if not dst:  # a published file the node no longer writes (a table now in another format): removed
+            Path(src).unlink(missing_ok=True)
+            continue
         _move(Path(src), Path(dst))
     shutil.rmtree(journal.parent, ignore_errors=True)
 
@@ -966,8 +969,13 @@ def _publish(p: Plan, name: str, stage: Path, nb, meta: dict[str, Any]) -> None:
     (stage / "artifacts").mkdir(parents=True, exist_ok=True)
     atomic_write_json(stage / "artifacts" / "outputs.json", outputs)
     nbformat.write(nb, str(stage / "chapter.ipynb"))
-    moves = [(str(t), str(results_dir(p.root, p.profile) / t.relative_to(stage / "results")))
-             for t in sorted((stage / "results").rglob("*.csv"))] if (stage / "results").is_dir() else []
+    staged = sorted(t for t in (stage / "results").rglob("*") if t.suffix in (".csv", ".parquet", ".json")) \
+        if (stage / "results").is_dir() else []
+    moves = [(str(t), str(results_dir(p.root, p.profile) / t.relative_to(stage / "results"))) for t in staged]
+    for t in staged:  # a table that changed format: its file of the other format would be a stale second copy
+        other = t.with_suffix({".csv": ".parquet", ".parquet": ".csv"}.get(t.suffix, t.suffix))
+        if other != t and not other.exists():
+            moves.append((str(results_dir(p.root, p.profile) / other.relative_to(stage / "results")), ""))
     moves += [(str(stage / "artifacts"), str(final_dir)),
               (str(stage / "chapter.ipynb"), str(chapter_path(p.root, p.profile, name)))]
     atomic_write_json(stage / "publish.json", moves)
@@ -1404,34 +1412,48 @@ class NodeContext:
         return path
 
     def save_table(self, df, name: str):
-        """Write a tidy result table to ``data/results/<profile>/<edition>/<name>.csv`` (atomically).
+        """Write a tidy result table to ``data/results/<profile>/<edition>/<name>.{csv,parquet}`` (atomically).
 
-        Several nodes may contribute rows to one table (``suppression_curves``
-        gets rows from control, tower and seeds): every row carries the ``node``
-        that wrote it, and a node's new rows replace all of its old ones, so no
-        stale row survives a rerun with other parameters. The nodes' blocks are
-        kept in the order of their names (each block in the order its node wrote
-        it), so rerunning one node rewrites the same bytes. The node's record keeps
-        the hash of its own rows, so its descendants rerun only when those change.
+        The format is the table's (:func:`~salve_utils.tables.table_path`: Parquet for
+        the sweeps, CSV for the small tables); readers use :meth:`read_table`, which
+        reads either. Several nodes may contribute rows to one table
+        (``suppression_curves`` gets rows from control, tower and seeds): every row
+        carries the ``node`` that wrote it, and a node's new rows replace all of its old
+        ones, so no stale row survives a rerun with other parameters. The nodes' blocks
+        are kept in the order of their names (each block in the order its node wrote
+        it), so rerunning one node rewrites the same bytes. The node's record keeps the
+        hash of its own rows, so its descendants rerun only when those change. Columns
+        no reader uses are left out (:data:`~salve_utils.tables.NOT_STORED`).
         """
         import pandas as pd
 
-        path = self.results / f"{name}.csv"
-        df = df.assign(node=self.node)
+        path = tables.table_path(self.results, name)
+        df = tables.stored_columns(df, name).assign(node=self.node)
         # the node's record holds the hash of its own rows: other nodes' rows in a shared table are not its output
-        own = hashlib.sha256(df.to_csv(index=False, float_format="%.6g").encode()).hexdigest()
-        current = path if path.is_file() else self.published / f"{name}.csv"  # staged, else published
-        if current.is_file():
-            old = pd.read_csv(current)
+        own = tables.table_hash(df)
+        # staged (written earlier in this run), else published
+        current = tables.find_table(self.results, name) or tables.find_table(self.published, name)
+        if current is not None:
+            old = tables.read_table_file(current)
             if "node" in old.columns:
                 kept = old[old["node"] != self.node]
                 columns = list(df.columns) + [c for c in kept.columns if c not in df.columns]
                 df = pd.concat([kept, df], ignore_index=True)[columns]  # the writer's column order
                 df = df.sort_values("node", kind="stable", ignore_index=True)
         with atomic_path(path) as tmp:
-            df.to_csv(tmp, index=False, float_format="%.6g")
+            tables.write_table(df, tmp, path.suffix.lstrip("."))
         self.outputs["tables"][name] = own
         atomic_write_json(self._outputs_path, self.outputs)
+        return path
+
+    def save_result_json(self, name: str, obj: Any) -> Path:
+        """Write ``obj`` as ``<name>.json`` beside this node's tables (committed with them, published with the node).
+
+        For what a table cannot hold but a reader of the tables needs, e.g. the
+        summary's record of which rows and chapter records its claims came from.
+        """
+        path = self.results / f"{name}.json"
+        atomic_write_json(path, obj)
         return path
 
     def save_json(self, name: str, obj: Any) -> Path:
@@ -1454,16 +1476,27 @@ class NodeContext:
         return list(seen)
 
     def read_table(self, name: str, edition: str | None = None):
-        """A result table of this node's edition (or of ``edition``), e.g. ``ctx.read_table("alpha_crit")``."""
-        import pandas as pd
+        """A result table of this node's edition (or of ``edition``), e.g. ``ctx.read_table("alpha_crit")``.
 
-        path = results_dir(self.root, self.profile, edition or self.edition) / f"{name}.csv"
-        staged = self.results / f"{name}.csv"
-        if (edition or self.edition) == self.edition and staged.is_file():
-            path = staged  # this node's own table, written earlier in this run
-        if not path.is_file():
-            raise FileNotFoundError(f"no table {path}; run the node that writes it (profile {self.profile})")
-        return pd.read_csv(path)
+        CSV or Parquet alike (:func:`~salve_utils.tables.load_table`).
+        """
+        folder = results_dir(self.root, self.profile, edition or self.edition)
+        path = tables.find_table(folder, name)
+        if (edition or self.edition) == self.edition:
+            path = tables.find_table(self.results, name) or path  # this node's own table, written earlier in this run
+        if path is None:
+            raise FileNotFoundError(f"no table {tables.table_path(folder, name)}; run the node that writes it "
+                                    f"(profile {self.profile})")
+        return tables.read_table_file(path)
+
+    def published_table(self, name: str):
+        """Table ``name`` of this node's results folder as last published (``None`` if there is none).
+
+        While a node runs, what it writes is staged; the published table is the one of
+        the previous run (e.g. the last edition's ``claims``), until this node succeeds.
+        """
+        path = tables.find_table(self.published, name)
+        return tables.read_table_file(path) if path is not None else None
 
     def artifact(self, role: str, name: str) -> Path:
         """Path of artifact ``name`` recorded by the upstream node playing ``role``."""

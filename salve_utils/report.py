@@ -11,21 +11,24 @@ lays out what the ablation chapters found. The rules live in
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .ablations import best_single_change
-from .claims import PAPER_CLAIMS, Measured, claims
+from .claims import CLAIM_RECORDS, CLAIM_TABLES, INPUTS, PAPER_CLAIMS, Measured, claim_inputs, claims, measured_from
 from .verdicts import Thresholds, share
 
 if TYPE_CHECKING:
     from .activations import Activations
     from .pipeline import NodeContext
 
-__all__ = ["ARM_NAMES", "ablations_by_edition", "arms_by_edition", "backbone_pair", "first_answer", "regime_resemblance", "claims_by_edition", "edition_claims", "edition_overview",
-           "edition_tables", "headline", "verdict_kind"]
+__all__ = ["ARM_NAMES", "ablations_by_edition", "arms_by_edition", "backbone_pair", "claims_by_edition",
+           "edition_claims", "edition_inputs", "edition_overview", "edition_tables", "first_answer", "headline",
+           "previous_claims", "regime_resemblance", "save_claim_inputs", "verdict_kind"]
 
 def verdict_kind(verdict: str) -> str:
     """The verdict's category: the words before the first colon ("holds", "partly", ...)."""
@@ -50,30 +53,17 @@ def verdict_css(verdict: str) -> str:
 
 
 #: The tables a summary reads from each edition (those that exist), and the chapter records (role, name).
-EDITION_TABLES = ("backbone_accuracy", "suppression_curves", "null_edits", "alpha_crit", "seed_outcomes",
-                  "seed_matches", "planted_recovery", "tower_effects", "baseline_matched")
-EDITION_RECORDS = (("backbone", "backbone"), ("features", "features"), ("control", "control"), ("tower", "tower"),
-                   ("alpha_crit", "alpha_crit"), ("known_answers", "known_answers"), ("baselines", "baselines"))
+EDITION_TABLES, EDITION_RECORDS = CLAIM_TABLES, CLAIM_RECORDS
 
 
 def _rows(table: pd.DataFrame, nodes: set[str]) -> pd.DataFrame:
     return table[table["node"].isin(nodes)] if "node" in table.columns else table
 
 
-def edition_measured(ctx: "NodeContext", edition: str) -> Measured:
-    """One edition's tables (only the rows its own upstream nodes wrote) and chapter records."""
-    nodes = {up for role, up in ctx.upstream.items() if role.startswith(f"{edition}.")}
-    tables = {}
-    for name in EDITION_TABLES:
-        try:
-            tables[name] = _rows(ctx.read_table(name, edition), nodes)
-        except FileNotFoundError:
-            continue
-    if "suppression_curves" in tables:  # the Control chapter's curves (the Tower and seed chapters add their own)
-        control = ctx.upstream.get(f"{edition}.control")
-        tables["suppression_curves"] = tables["suppression_curves"][
-            tables["suppression_curves"]["node"] == control] if "node" in tables["suppression_curves"] else \
-            tables["suppression_curves"]
+def edition_inputs(ctx: "NodeContext", edition: str) -> dict[str, Any]:
+    """What one edition's claims are judged on besides its tables: its upstream ``nodes`` (only their rows count),
+    its ``control`` node (whose curves the claims read) and its chapter ``records``."""
+    nodes = sorted({up for role, up in ctx.upstream.items() if role.startswith(f"{edition}.")})
     records = {}
     for role, name in EDITION_RECORDS:
         if f"{edition}.{role}" in ctx.upstream:
@@ -81,7 +71,34 @@ def edition_measured(ctx: "NodeContext", edition: str) -> Measured:
                 records[name] = ctx.read_json(f"{edition}.{role}", name)
             except FileNotFoundError:
                 continue
-    return Measured(tables, records)
+    return {"nodes": nodes, "control": ctx.upstream.get(f"{edition}.control"), "records": records}
+
+
+def edition_measured(ctx: "NodeContext", edition: str) -> Measured:
+    """One edition's tables (only the rows its own upstream nodes wrote) and chapter records."""
+    inputs = edition_inputs(ctx, edition)
+    return measured_from(lambda name: ctx.read_table(name, edition), inputs["nodes"], inputs["control"],
+                         inputs["records"])
+
+
+def save_claim_inputs(ctx: "NodeContext", editions: list[str], thresholds: Thresholds) -> dict[str, Any]:
+    """Write ``claim_inputs.json`` beside ``claims.csv`` (:func:`~salve_utils.claims.claim_inputs`), so that
+    :func:`~salve_utils.claims.recompute_claims` rebuilds the claims from the results folder alone."""
+    inputs = claim_inputs({e: edition_inputs(ctx, e) for e in editions}, thresholds)
+    ctx.save_result_json(INPUTS, inputs)
+    return inputs
+
+
+def previous_claims(ctx: "NodeContext") -> tuple[pd.DataFrame | None, dict[str, str] | None]:
+    """The claims table and rule fingerprints of the last published summary (``None`` where there is none).
+
+    While the summary node runs, its new tables are staged: the published ones are still
+    the previous edition's.
+    """
+    table = ctx.published_table("claims")
+    path = ctx.published / f"{INPUTS}.json"
+    rules = json.loads(path.read_text()).get("rules") if path.is_file() else None
+    return table, rules
 
 
 def edition_claims(ctx: "NodeContext", edition: str, thresholds: Thresholds | None = None) -> pd.DataFrame:
@@ -175,7 +192,8 @@ def claims_by_edition(per_edition: dict[str, pd.DataFrame], titles: dict[str, st
             row[titles[edition]] = "—"
             row[f"{titles[edition]}: verdict"] = "—"
         row[titles[transfer[1]]] = text
-        kind = share(partly, len(common), th) if common else "not tested"
+        # a share of claims, not of classes: min_classes (the fewest classes a verdict may rest on) does not apply
+        kind = share(partly, len(common), replace(th, min_classes=1)) if common else "not tested"
         if common and held == len(common):
             kind = "holds"
         elif common and kind == "holds":

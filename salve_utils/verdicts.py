@@ -14,7 +14,8 @@ The three building blocks every rule uses:
 * :func:`within` — a loss against a tolerance: ``holds`` when ``loss ≤ t``, ``partly``
   when ``loss ≤ f·t`` (``f`` = ``partly_factor``), else ``does not hold``;
 * :func:`share` — a per-class outcome: ``holds`` when every class has it, ``partly``
-  when at least the ``majority`` share does;
+  when at least the ``majority`` share does; a *holds* or *partly* that rests on
+  fewer than ``min_classes`` classes is inconclusive (:func:`supported`);
 * :func:`beats_null` — an effect counts only outside the central ``null_level`` range of its null
   distribution (e.g. the same edit along random directions).
 
@@ -37,8 +38,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["KINDS", "OTHER_KINDS", "RULES", "Rule", "Thresholds", "Verdict", "beats_null", "rulebook", "share", "specificity",
-           "weakest", "within"]
+__all__ = ["KINDS", "OTHER_KINDS", "RULES", "Rule", "Thresholds", "Verdict", "beats_null", "rulebook", "share",
+           "specificity", "supported", "weakest", "within"]
 
 #: Verdict kinds of the rules, strongest first. "inconclusive": the effect does not clear its null (or was
 #: not measured).
@@ -65,6 +66,12 @@ class Thresholds:
         above its 97.5% quantile, the band the chapters draw).
     agreement : the relative difference under which two α_crit estimates agree.
     exact_share : the share of images on which the linear α_crit must be exact to "hold".
+    min_classes : the fewest classes (or planted parts) a *holds* or *partly* may rest on; fewer make it
+        inconclusive (a verdict on two classes says little about a claim about every class).
+    replication : the share of autoencoder seeds in which a class must be suppressed for its suppression
+        to count as replicated (0.8: 8 of 10 seeds).
+    inert_change : the Tower is judged at the largest swept strength at which the median other latent moves
+        the Tower's second class by at most this (where most latents are inert, so an effect can be the Tower's).
     min_compared : the fewest images on which two α_crit estimates are compared for a verdict.
     baseline_match : the accuracy that counts as matching the paper's ≈95% baseline.
     recovery_threshold : the |r| at which a planted part counts as recovered.
@@ -88,13 +95,16 @@ class Thresholds:
     null_level: float = 0.95
     agreement: float = 1e-3
     exact_share: float = 0.9
+    min_classes: int = 5
+    replication: float = 0.8
+    inert_change: float = 0.05
     min_compared: int = 10
     baseline_match: float = 0.93
     recovery_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         unit = ("target_accuracy", "tolerance", "mean_tolerance", "majority", "null_level", "exact_share",
-                "baseline_match", "recovery_threshold")
+                "baseline_match", "recovery_threshold", "replication", "inert_change")
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or not np.isfinite(value):
@@ -103,8 +113,10 @@ class Thresholds:
                 raise ValueError(f"{f.name} must be in [0, 1], got {value!r}")
         if self.partly_factor < 1:
             raise ValueError(f"partly_factor must be ≥ 1 (partly is weaker than holds), got {self.partly_factor!r}")
-        if self.min_compared < 1 or int(self.min_compared) != self.min_compared:
-            raise ValueError(f"min_compared must be a positive integer, got {self.min_compared!r}")
+        for name in ("min_compared", "min_classes"):
+            value = getattr(self, name)
+            if value < 1 or int(value) != value:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.fixed_strength <= 0 or self.agreement <= 0:
             raise ValueError("fixed_strength and agreement must be positive")
 
@@ -146,17 +158,33 @@ def weakest(*kinds: str) -> str:
     return max(kinds, key=KINDS.index)
 
 
+def supported(kind: str, n: int, th: Thresholds) -> str:
+    """A *holds* or *partly* that rests on fewer than ``min_classes`` classes is inconclusive; other kinds stand.
+
+    A contradiction stays a contradiction however few classes show it ("does not hold").
+
+    >>> supported("partly", 3, Thresholds()), supported("holds", 5, Thresholds())
+    ('inconclusive', 'holds')
+    >>> supported("does not hold", 2, Thresholds())
+    'does not hold'
+    """
+    return "inconclusive" if kind in ("holds", "partly") and n < th.min_classes else kind
+
+
 def share(n_ok: int, n: int, th: Thresholds) -> str:
-    """A per-class outcome: ``holds`` when all ``n`` classes have it, ``partly`` for at least ``majority``.
+    """A per-class outcome: ``holds`` when all ``n`` classes have it, ``partly`` for at least ``majority``;
+    either needs at least ``min_classes`` classes (:func:`supported`).
 
     >>> share(3, 10, Thresholds())
     'does not hold'
+    >>> share(3, 3, Thresholds())  # every class, but only three of them
+    'inconclusive'
     """
     if n <= 0:
         return "inconclusive"
     if n_ok == n:
-        return "holds"
-    return "partly" if n_ok / n >= th.majority else "does not hold"
+        return supported("holds", n, th)
+    return supported("partly", n, th) if n_ok / n >= th.majority else "does not hold"
 
 
 def specificity(mean_loss: float, worst_loss: float, th: Thresholds) -> str:
@@ -196,13 +224,19 @@ def beats_null(effect: float, null: Sequence[float] | np.ndarray, th: Thresholds
 
 @dataclass(frozen=True)
 class Rule:
-    """One claim's rule, in words with the thresholds' names in braces (filled by :func:`rulebook`)."""
+    """One claim's rule, in words with the thresholds' names in braces (filled by :func:`rulebook`).
+
+    ``revised`` says, in a few words, what the rule's last revision changed (empty for a rule
+    unchanged since the rulebook began); :func:`~salve_utils.claims.verdict_changes` names it
+    when a verdict moves between two editions of the summary.
+    """
 
     claim: str
     measure: str
     holds: str
     partly: str
     null: str = "—"
+    revised: str = ""
 
 
 RULES: tuple[Rule, ...] = (
@@ -210,40 +244,65 @@ RULES: tuple[Rule, ...] = (
          "≥ {baseline_match:.0%}", "— (below: differs, with the reason)"),
     Rule("suppress", "per class: does suppressing its own dominant feature take it to ≤ {target_accuracy:.0%} "
          "within the sweep (its operating point)?",
-         "every class", "at least {majority:.0%} of the classes",
+         "every class (at least {min_classes})", "at least {majority:.0%} of the classes (at least {min_classes})",
          "at the operating point the class's accuracy lies below the {null_level:.0%} range of ≥ 50 random "
          "directions with the same |c| values permuted across dimensions; inconclusive when the null changes "
-         "the verdict"),
+         "the verdict. The uniform direction is set beside it only below strength 1: from strength 1 on it zeroes "
+         "the head, a comparison it wins trivially",
+         revised="fewer than {min_classes} classes: inconclusive; the uniform direction left out where it zeroes "
+                 "the head"),
     Rule("specific", "the other classes' accuracy loss, mean and worst class, at each reached class's operating "
-         "point and, for every class, at strength {fixed_strength:g}",
-         "every edit: mean ≤ {mean_tolerance:.0%} and worst ≤ {tolerance:.0%}, at both",
-         "at least {majority:.0%} of the edits within {partly_factor:g}× those, at both", "—"),
-    Rule("enhance", "as specific, for the enhanced class's feature at the sweep's end and at strength "
-         "{fixed_strength:g}", "as specific", "as specific",
-         "the enhanced class's accuracy above the {null_level:.0%} range of the permuted-|c| null"),
-    Rule("tower_down", "the second Tower class's accuracy change when the Tower latent is suppressed",
+         "point (where the claim is made); strength {fixed_strength:g} is reported as context, not as evidence",
+         "every edit: mean ≤ {mean_tolerance:.0%} and worst ≤ {tolerance:.0%} (at least {min_classes} classes "
+         "reach their operating point)",
+         "at least {majority:.0%} of the edits within {partly_factor:g}× those (at least {min_classes} classes)",
+         "— (inconclusive when fewer than {min_classes} classes reach their operating point)",
+         revised="judged at the operating points only (strength {fixed_strength:g} is context); fewer than "
+                 "{min_classes} classes: inconclusive; loss intervals bootstrap the unedited accuracy too"),
+    Rule("enhance", "as specific, for the enhanced class's feature at the sweep's end (its operating point); "
+         "strength {fixed_strength:g} as context", "as specific", "as specific",
+         "the enhanced class's accuracy above the {null_level:.0%} range of the permuted-|c| null",
+         revised="judged at the sweep's end only (strength {fixed_strength:g} is context)"),
+    Rule("tower_down", "the second Tower class's accuracy change when the Tower latent is suppressed, at the largest "
+         "swept strength at which the median other latent changes that class by ≤ {inert_change:.0%} (where most "
+         "latents are inert; computed from the run)",
          "a loss ≥ {tolerance:.0%}", "any loss",
          "the Tower search passed (same sign for both classes, score beyond the 95% quantile of "
-         "random latent pairs, the Discover chapter's level) and the effect lies beyond the {null_level:.0%} range of every other latent's "
-         "effect on that class"),
-    Rule("tower_spare", "the first Tower class's change against the second's",
-         "loses ≤ {tolerance:.0%} and less than the second", "loses less than the second", "as tower_down"),
+         "random latent pairs, the Discover chapter's level) and the effect lies beyond the {null_level:.0%} range of "
+         "every other latent's effect on that class; a latent the search did not find says nothing about the "
+         "claim: inconclusive whichever way it points, as is an edition with no strength where most latents are inert",
+         revised="judged where most latents are inert; inconclusive whichever way it points when the search found "
+                 "no Tower; change intervals bootstrap the unedited accuracy too"),
+    Rule("tower_spare", "the first Tower class's change against the second's, at the same strength",
+         "loses ≤ {tolerance:.0%} and less than the second", "loses less than the second", "as tower_down",
+         revised="as tower_down"),
     Rule("tower_other", "the watched class's change under the same edit", "a gain ≥ one fifth of {tolerance:.0%}",
-         "any gain", "the search passed and the gain lies beyond every other latent's effect on that class"),
-    Rule("alpha", "logit-zero and decision-flip α_crit: numerical (exact roots) vs empirical (a strength grid "
-         "through the real edited model, then bisection inside the bracketing cell), and the share of images on "
-         "which the linear (analytic) formula is exact",
-         "both agree to {agreement:.0e} (median relative difference, no image disagreeing) and the formula is "
-         "exact on ≥ {exact_share:.0%}", "both agree to {agreement:.0e}",
-         "— (inconclusive when fewer than {min_compared} images are compared for either threshold)"),
-    Rule("seeds", "per class: whether it reaches ≤ {target_accuracy:.0%}, in every autoencoder seed",
-         "the outcome is the same in every seed, for every class", "for at least {majority:.0%} of the classes"),
+         "any gain", "the search passed and the gain lies beyond every other latent's effect on that class; "
+         "inconclusive whichever way it points when the search found no Tower", revised="as tower_down"),
+    Rule("alpha_analytic", "the paper's claim: the share of images (whose logit reaches zero) on which the analytic "
+         "(linear) α_crit equals the exact root of the edited logit",
+         "exact on ≥ {exact_share:.0%}", "exact on ≥ {majority:.0%}",
+         "— (inconclusive when fewer than {min_compared} images reach zero)",
+         revised="split from alpha: the paper's claim alone"),
+    Rule("alpha_code", "a check of this code, not a claim of the paper: logit-zero and decision-flip α_crit, "
+         "numerical (exact roots) vs empirical (a strength grid through the real edited model, then bisection "
+         "inside the bracketing cell)",
+         "both agree to {agreement:.0e} (median relative difference, no image disagreeing)", "— (a check passes or "
+         "fails)", "— (inconclusive when fewer than {min_compared} images are compared for either threshold)",
+         revised="split from alpha: a check of the code, labelled as such"),
+    Rule("seeds", "replication: per class the reference seed suppresses (≤ {target_accuracy:.0%}), is it suppressed "
+         "in ≥ {replication:.0%} of the autoencoder seeds?",
+         "every such class (at least {min_classes})", "at least {majority:.0%} of them (at least {min_classes})",
+         "— (inconclusive when the reference seed suppresses fewer than {min_classes} classes and all replicate)",
+         revised="replication of success (suppressed in ≥ {replication:.0%} of seeds), not agreement of outcomes"),
     Rule("baselines", "per class SALVE lowers, at matched efficacy (every method brought to SALVE's target "
          "accuracy): SALVE's worst other class against every baseline that got there",
-         "no baseline is more specific (beyond overlapping 95% intervals), for every class",
-         "for at least {majority:.0%} of the classes"),
+         "no baseline is more specific (beyond overlapping 95% intervals), for every class (at least {min_classes})",
+         "for at least {majority:.0%} of the classes (at least {min_classes})",
+         revised="fewer than {min_classes} classes: inconclusive"),
     Rule("planted", "planted parts matched one-to-one to latents (Hungarian) with |r| ≥ {recovery_threshold:g}",
-         "every part", "at least {majority:.0%} of the parts"),
+         "every part (at least {min_classes})", "at least {majority:.0%} of the parts (at least {min_classes})",
+         revised="fewer than {min_classes} parts: inconclusive"),
     Rule("planted_tower", "the shared planted part's latent: found (|r| ≥ {recovery_threshold:g}); suppressing it "
          "costs every carrying class more than {tolerance:.0%} and no other class more than {tolerance:.0%}",
          "found, hits every carrier and spares the others", "found and one of the two"),
@@ -251,12 +310,14 @@ RULES: tuple[Rule, ...] = (
 
 
 def rulebook(th: Thresholds | None = None, rules: Iterable[Rule] = RULES) -> pd.DataFrame:
-    """The rules as a table (``claim, measured, holds when, partly when, must clear``), thresholds filled in.
+    """The rules as a table (``claim, measured, holds when, partly when, must clear, last revised``), thresholds
+    filled in.
 
     >>> rulebook().set_index("claim").loc["baseline", "holds when"]
     '≥ 93%'
     """
     values = asdict(th or Thresholds())
     return pd.DataFrame([{"claim": r.claim, "measured": r.measure.format(**values), "holds when": r.holds.format(**values),
-                          "partly when": r.partly.format(**values), "must clear": r.null.format(**values)}
+                          "partly when": r.partly.format(**values), "must clear": r.null.format(**values),
+                          "last revised": r.revised.format(**values) or "—"}
                          for r in rules])

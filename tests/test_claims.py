@@ -6,14 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salve_utils.claims import Measured, claims, judge_alpha, judge_baselines, judge_enhance, judge_planted, \
+from salve_utils.claims import Measured, claim_inputs, claims, judge_alpha, judge_baselines, judge_enhance, judge_planted, \
     judge_planted_tower, judge_seeds, judge_specific, judge_suppress, judge_tower
 from salve_utils.verdicts import Thresholds
 
 CLASSES = ["a", "b", "c", "d"]
 STRENGTHS = [0.0, 0.5, 1.0, 2.0]
 N = 400
-TH = Thresholds()
+#: The fixtures have four classes: below the default min_classes (5), whose own tests use the default.
+TH = Thresholds(min_classes=2)
+DEFAULT = Thresholds()
 
 
 def _curves(target_end: dict[str, float], others_loss: float = 0.0, worst_loss: float = 0.0,
@@ -83,6 +85,25 @@ def test_specific_judges_the_mean_and_the_worst_other_class(others, worst, kind)
     assert judge_specific(m, TH).kind == kind
 
 
+def test_specific_is_judged_at_the_operating_point_and_strength_one_is_only_context() -> None:
+    m = _suppress({c: 0.0 for c in CLASSES}, 0.8)
+    curves = m.tables["suppression_curves"]
+    own = curves["feature_role"].str.split(":").str[1] == curves["class"]
+    curves.loc[~own & (curves["strength"] == 1.0), "accuracy"] = 0.5  # the others lose 40 points at strength 1 only
+    verdict = judge_specific(m, TH)
+    assert verdict.kind == "holds" and "context, not evidence: at strength 1" in verdict.reason
+    curves.loc[~own & (curves["strength"] == 2.0), "accuracy"] = 0.5  # ... and at the operating point
+    assert judge_specific(m, TH).kind == "does not hold"
+
+
+@pytest.mark.parametrize("worst, kind", [(0.0, "inconclusive"), (0.1, "inconclusive"), (0.4, "does not hold")])
+def test_specific_on_fewer_than_min_classes_is_inconclusive_unless_contradicted(worst, kind) -> None:
+    m = _suppress({c: 0.0 for c in CLASSES}, 0.8, worst_loss=worst)  # four classes reach: fewer than 5
+    verdict = judge_specific(m, DEFAULT)
+    assert verdict.kind == kind
+    assert judge_specific(m, TH).kind != "inconclusive"  # the same tables, two classes enough
+
+
 def test_specific_is_inconclusive_at_the_operating_point_when_no_class_gets_there() -> None:
     m = _suppress({c: 0.5 for c in CLASSES}, 0.8)
     verdict = judge_specific(m, TH)
@@ -120,6 +141,37 @@ def _tower(passes: bool, change_b: float, change_a: float = 0.0, change_w: float
     return Measured({"tower_effects": pd.DataFrame(rows)}, records)
 
 
+def test_tower_claims_on_a_latent_the_search_did_not_find_are_inconclusive_whichever_way_they_point() -> None:
+    for change_b, change_w in ((-0.5, 0.02), (0.01, -0.3)):  # a support, then a contradiction
+        verdicts = dict(judge_tower(_tower(False, change_b, change_w=change_w), TH))
+        assert {v.kind for v in verdicts.values()} == {"inconclusive"}, verdicts
+        assert "not a Tower the search found" in verdicts["tower_down"].reason
+
+
+def _tower_grid(passes: bool = True) -> Measured:
+    """Effects at three strengths: most latents inert on b up to 2 (median |change| ≤ 5 points), not at 8."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for s, spread, own in ((0.5, 0.005, -0.02), (2.0, 0.02, -0.3), (8.0, 0.8, -0.9)):
+        for cls in ("a", "b", "w"):
+            for f in range(30):
+                change = (own if cls == "b" else 0.03 if cls == "w" else 0.0) if f == 7 else \
+                    -abs(float(rng.normal(0, spread)))
+                rows.append({"feature": f, "class": cls, "strength": s, "change": change, "change_lo": change - 0.02,
+                             "change_hi": change + 0.02, "is_tower": f == 7})
+    records = {"features": {"tower_classes": ["a", "b"], "tower": 7, "tower_passes": passes},
+               "tower": {"watch_classes": ["w"]}}
+    return Measured({"tower_effects": pd.DataFrame(rows)}, records)
+
+
+def test_tower_is_judged_at_the_largest_strength_where_most_latents_are_inert() -> None:
+    verdicts = dict(judge_tower(_tower_grid(), TH))
+    assert "at strength 2, the largest swept strength" in verdicts["tower_down"].reason
+    assert verdicts["tower_down"].kind == "holds" and "-30.0%" in verdicts["tower_down"].reason
+    strict = dict(judge_tower(_tower_grid(), Thresholds(min_classes=2, inert_change=0.001)))
+    assert strict["tower_down"].kind == "inconclusive" and "no swept strength" in strict["tower_down"].reason
+
+
 def test_tower_claims_hold_only_when_the_search_passed_and_the_effect_beats_every_other_latent() -> None:
     ok = dict(judge_tower(_tower(True, -0.5), TH))
     assert ok["tower_down"].kind == "holds" and ok["tower_spare"].kind == "holds"
@@ -133,27 +185,60 @@ def test_tower_claims_hold_only_when_the_search_passed_and_the_effect_beats_ever
     assert dict(judge_tower(_tower(True, 0.01), TH))["tower_down"].kind == "does not hold"
 
 
-def _alpha(error: float, exact: bool, mismatch: int = 0) -> Measured:
-    agreement = {"frac_exact": 0.95 if exact else 0.02, "n_finite": 100, "n_compared": 40, "n_mismatch": mismatch,
+def _alpha(error: float, exact: float, mismatch: int = 0, n_finite: int = 100) -> Measured:
+    agreement = {"frac_exact": exact, "n_finite": n_finite, "n_compared": 40, "n_mismatch": mismatch,
                  "median_rel_diff": error, "n_compared_flip": 90, "n_mismatch_flip": 0,
                  "median_rel_diff_flip": error}
     return Measured(records={"alpha_crit": {"agreement": agreement, "spearman_flip": 0.9, "n_flip": 9,
                                             "spearman_zero": 0.0, "n_zero": 8}})
 
 
-@pytest.mark.parametrize("error, exact, mismatch, kind", [
-    (1e-5, True, 0, "holds"), (1e-5, False, 0, "partly"), (0.1, True, 0, "does not hold"),
-    (1e-5, True, 2, "does not hold"),  # two images where the real model's threshold is not the computed one
+@pytest.mark.parametrize("error, exact, mismatch, analytic, code", [
+    (1e-5, 0.95, 0, "holds", "holds"),
+    (1e-5, 0.6, 0, "partly", "holds"),
+    (1e-5, 0.02, 0, "does not hold", "holds"),  # our two computations agree; the paper's formula is not exact
+    (0.1, 0.95, 0, "holds", "does not hold"),
+    (1e-5, 0.95, 2, "holds", "does not hold"),  # two images where the real model's threshold is not the computed one
 ])
-def test_alpha_judges_agreement_of_independent_estimates_and_exactness(error, exact, mismatch, kind) -> None:
-    assert judge_alpha(_alpha(error, exact, mismatch), TH).kind == kind
+def test_alpha_judges_the_papers_formula_and_our_code_as_two_claims(error, exact, mismatch, analytic, code) -> None:
+    verdicts = dict(judge_alpha(_alpha(error, exact, mismatch), TH))
+    assert (verdicts["alpha_analytic"].kind, verdicts["alpha_code"].kind) == (analytic, code)
+    assert verdicts["alpha_code"].reason.startswith("a check of this code, not of the paper")
 
 
-@pytest.mark.parametrize("flips, kind", [(0, "holds"), (1, "partly"), (3, "does not hold")])
-def test_seeds_count_classes_whose_outcome_is_the_same_in_every_seed(flips, kind) -> None:
-    rows = [{"seed": s, "class": c, "feature": 0, "reaches": (c in ("a", "b")) != (s == 1 and i < flips),
-             "strength": 1.0, "reference": s == 0} for s in range(3) for i, c in enumerate(CLASSES)]
-    assert judge_seeds(Measured({"seed_outcomes": pd.DataFrame(rows)}), TH).kind == kind
+def test_alpha_analytic_on_too_few_images_is_inconclusive() -> None:
+    assert dict(judge_alpha(_alpha(1e-5, 1.0, n_finite=3), TH))["alpha_analytic"].kind == "inconclusive"
+
+
+def _seeds(per_class: dict[str, int], n_seeds: int = 10, reference: set[str] | None = None) -> Measured:
+    """``per_class[c]`` of ``n_seeds`` seeds suppress class c; the reference (seed 0) suppresses ``reference``
+    (default: every class suppressed in some seed)."""
+    reference = {c for c, k in per_class.items() if k} if reference is None else reference
+    rows = []
+    for c, k in per_class.items():
+        hits = ([0] if c in reference else []) + [s for s in range(1, n_seeds)][:k - (c in reference)]
+        rows += [{"seed": s, "class": c, "feature": 0, "reaches": s in hits, "strength": 1.0, "reference": s == 0}
+                 for s in range(n_seeds)]
+    return Measured({"seed_outcomes": pd.DataFrame(rows)})
+
+
+@pytest.mark.parametrize("per_class, kind", [
+    ({c: 10 for c in "abcdef"}, "holds"),
+    ({**{c: 10 for c in "abcd"}, "e": 7, "f": 2}, "partly"),  # 4 of 6 replicate in >= 8 of 10 seeds
+    ({**{c: 8 for c in "ab"}, **{c: 7 for c in "cdef"}}, "does not hold"),  # 7 of 10 is not replication
+    ({c: 10 for c in "abc"}, "inconclusive"),  # every one replicates, but three classes are too few
+])
+def test_seeds_count_classes_whose_suppression_replicates(per_class, kind) -> None:
+    assert judge_seeds(_seeds(per_class), DEFAULT).kind == kind
+
+
+def test_seeds_do_not_count_classes_that_fail_in_every_seed_as_robust() -> None:
+    """Six classes that no seed suppresses agree perfectly across seeds; they are not a replicated result."""
+    verdict = judge_seeds(_seeds({**{c: 0 for c in "abcdef"}, **{c: 3 for c in "ghij"}}), DEFAULT)
+    assert verdict.kind == "does not hold"
+    assert "of the 4 classes the reference seed suppresses (≤ 5%), 0 are suppressed in at least 8" in verdict.reason
+    nothing = judge_seeds(_seeds({c: 0 for c in "abcdef"}), DEFAULT)
+    assert nothing.kind == "inconclusive" and "nothing to replicate" in nothing.reason
 
 
 def test_baselines_count_a_more_specific_baseline_only_beyond_overlapping_intervals() -> None:
@@ -193,9 +278,77 @@ def test_claims_table_lists_every_claim_and_judges_missing_measurements_inconclu
     assert "planted" not in set(table["claim"])  # only editions with planted parts measure it
 
 
+def test_suppress_leaves_out_the_uniform_direction_where_it_zeroes_the_head() -> None:
+    m = _suppress({c: 0.0 for c in CLASSES}, 0.8)  # every class reaches its point at strength 2
+    verdict = judge_suppress(m, TH)
+    assert "left out for the 4 whose operating point lies at strength 1 or beyond" in verdict.reason
+    assert "takes" not in verdict.reason.split("left out")[0]  # no trivial count of uniform wins
+    early = _suppress({c: 0.0 for c in CLASSES}, 0.8)
+    curves = early.tables["suppression_curves"]
+    own = curves["feature_role"].str.split(":").str[1] == curves["class"]
+    curves.loc[own & (curves["strength"] >= 0.5), "accuracy"] = 0.0  # reached at 0.5, below strength 1
+    reason = judge_suppress(early, TH).reason
+    assert "takes 0 of the 4 whose operating point lies below strength 1" in reason and "left out" not in reason
+
+
+def test_loss_intervals_resample_the_baseline_and_never_collapse() -> None:
+    m = _suppress({c: 0.0 for c in CLASSES}, 0.8, others_loss=0.9)  # the others fall from 90% to 0%
+    reason = judge_specific(m, TH).reason
+    worst = reason.split("worst single loss ")[1].split(" (")[0]
+    lo, hi = worst.split("[")[1].rstrip("]").split(", ")
+    assert lo != hi, worst  # the unedited 90% is uncertain too
+
+
 def test_a_class_already_at_the_target_before_any_edit_is_left_out_of_suppress() -> None:
     m = _suppress({"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}, 0.8)
     curves = m.tables["suppression_curves"]
     curves.loc[(curves["feature_role"] == "dominant:d") & (curves["class"] == "d"), "accuracy"] = 0.0
     verdict = judge_suppress(m, TH)
     assert verdict.kind == "holds" and "3 of 3 classes" in verdict.reason and "already at ≤ 5%" in verdict.reason
+
+
+def test_claims_are_recomputed_from_a_results_folder_alone_in_either_table_format(tmp_path) -> None:
+    import json
+
+    from salve_utils.claims import recompute_claims
+    from salve_utils.tables import table_path, write_table
+
+    m = _enhance(0.9, 0.5)
+    m.records["features"] = {"tower_classes": ["a", "b"], "tower": 7, "tower_passes": True}
+    for name, table in m.tables.items():
+        write_table(table.assign(node="e.control"), table_path(tmp_path / "e", name))  # curves: Parquet
+    write_table(pd.DataFrame(rows := [{"seed": s, "class": c, "feature": 0, "reaches": True, "strength": 1.0,
+                                       "reference": s == 0} for s in range(2) for c in CLASSES]).assign(node="e.seeds"),
+                table_path(tmp_path / "e", "seed_outcomes"))  # a CSV table
+    inputs = claim_inputs({"e": {"nodes": ["e.control", "e.seeds"], "control": "e.control",
+                                 "records": m.records}}, TH)
+    (tmp_path / "claim_inputs.json").write_text(json.dumps(inputs))
+    rebuilt = recompute_claims(tmp_path)
+    direct = claims(Measured({**m.tables, "seed_outcomes": pd.DataFrame(rows)}, m.records), TH)
+    pd.testing.assert_frame_equal(rebuilt.drop(columns="edition"), direct)
+    assert (rebuilt.set_index("claim").loc["seeds", "verdict"] == "holds") and len(rebuilt) == len(direct)
+    inputs["editions"]["e"]["nodes"] = ["e.control"]  # rows of another node do not count
+    (tmp_path / "claim_inputs.json").write_text(json.dumps(inputs))
+    assert recompute_claims(tmp_path).set_index("claim").loc["seeds", "verdict"] == "inconclusive"
+
+
+def test_verdict_changes_name_the_rule_that_moved_a_verdict() -> None:
+    from salve_utils.claims import rule_fingerprints, verdict_changes
+
+    before = pd.DataFrame({"edition": ["e"] * 3, "claim": ["specific", "alpha", "baselines"],
+                           "verdict": ["partly", "partly", "does not hold"]})
+    after = pd.DataFrame({"edition": ["e"] * 4, "claim": ["specific", "alpha_analytic", "alpha_code", "baselines"],
+                          "verdict": ["inconclusive", "does not hold", "holds", "does not hold"]})
+    rows = verdict_changes(before, after).set_index("claim")
+    assert rows.loc["specific", "before"] == "partly" and rows.loc["specific", "after"] == "inconclusive"
+    assert "operating point" in rows.loc["specific", "why"] and "cannot be ruled out" in rows.loc["specific", "why"]
+    assert rows.loc["alpha_analytic", "why"].startswith("alpha split into alpha_analytic, alpha_code")
+    assert not rows.loc["baselines", "changed"] and rows.loc["baselines", "why"] == ""
+    same = rule_fingerprints(DEFAULT)
+    moved = verdict_changes(before.assign(verdict="holds"), before, same, same).set_index("claim")
+    assert set(moved["why"]) == {"the measurement changed (same rule)"}
+    stricter = rule_fingerprints(Thresholds(tolerance=0.01))
+    assert rule_fingerprints(DEFAULT)["specific"] != stricter["specific"]
+    assert verdict_changes(before.assign(verdict="holds"), before, same, stricter).set_index("claim").loc[
+        "specific", "why"].startswith("rule specific:")
+    assert verdict_changes(None, after)["why"].eq("first edition").all()

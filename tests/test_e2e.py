@@ -62,7 +62,7 @@ def test_every_chapter_ran_without_errors_and_was_built(built_project: Path) -> 
 
 @pytest.mark.slow
 def test_result_tables_follow_their_schemas(built_project: Path) -> None:
-    import pandas as pd
+    from salve_utils.tables import load_table
 
     results = built_project / "data/results/smoke/resnet18-planted"
     schemas = {
@@ -93,27 +93,53 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
         "../edition_overview": ["edition", "frac_negative", "frac_exact", "frac_shared"],
     }
     for name, columns in schemas.items():
-        table = pd.read_csv(results / f"{name}.csv")
+        table = load_table(results, name)
         assert set(columns) <= set(table.columns), (name, sorted(table.columns))
         assert len(table) > 0
-    curves = pd.read_csv(results / "suppression_curves.csv")
+    curves = load_table(results, "suppression_curves")
     assert {"tower"} <= set(curves["feature_role"]) and curves["seed"].nunique() > 1
-    arms = pd.read_csv(results / "arms.csv")
+    arms = load_table(results, "arms")
     assert list(arms["arm"]) == ["paper", "oracle", "oracle (probe)", "sparse"]
     assert (arms["rescued"] <= arms["reached"]).all() and (arms["rescued_lo"] <= arms["rescued_hi"]).all()
-    answer = pd.read_csv(results / "../first_answer.csv")
+    answer = load_table(results.parent, "first_answer")
     assert list(answer["question"]) == ["paper", "oracle", "sparse", "which part fails"]
     assert all("ResNet-18 on planted parts" in a and "ViT on planted parts" in a for a in answer["answer"])
-    claims = pd.read_csv(results / "../claims.csv")
+    claims = load_table(results.parent, "claims")
     assert set(claims["edition"]) == {"resnet18-planted", "vit-planted"}
     from salve_utils.verdicts import KINDS, OTHER_KINDS
 
     assert set(claims["verdict"]) <= set(KINDS + OTHER_KINDS)  # every verdict is a kind of the rulebook
-    nulls = pd.read_csv(results / "null_edits.csv")
+    nulls = load_table(results, "null_edits")
     assert (nulls[nulls["null"] == "permuted"].groupby(["target", "direction", "strength"])["draw"].nunique() >= 50).all()
-    overview = pd.read_csv(results / "../edition_overview.csv").set_index("arch")
+    overview = load_table(results.parent, "edition_overview").set_index("arch")
     assert overview.loc["resnet18", "frac_negative"] == 0  # a ReLU then average pooling
     assert overview.loc["vit_small", "frac_negative"] > 0.2  # LayerNorm output has both signs
+
+
+#: A number in a claim's text: "26.1%", "-0.0%", "1.7e-05", "+0.92", "10", "z55" (the latent's number counts too).
+NUMBER = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+
+
+@pytest.mark.slow
+def test_every_number_of_the_claims_table_is_recomputed_from_the_committed_tables_alone(built_project: Path) -> None:
+    """claims.csv rebuilt from data/results/<profile>/ (tables and claim_inputs.json) and nothing else."""
+    import re
+
+    import pandas as pd
+
+    from salve_utils.claims import recompute_claims
+    from salve_utils.tables import load_table
+
+    results = built_project / "data/results/smoke"
+    copy = built_project.parent / "results-only"  # only the results folder: no artifacts, caches or chapters
+    shutil.copytree(results, copy)
+    published = load_table(copy, "claims").drop(columns="node").reset_index(drop=True)
+    rebuilt = recompute_claims(copy)
+    pd.testing.assert_frame_equal(rebuilt, published)
+    numbers = [n for text in published["ours"] for n in re.findall(NUMBER, text)]
+    assert [n for text in rebuilt["ours"] for n in re.findall(NUMBER, text)] == numbers
+    print(f"recomputed {len(numbers)} numbers and {len(published)} verdicts of claims.csv")
+    assert len(numbers) > 100
 
 
 @pytest.mark.slow

@@ -62,6 +62,9 @@ def test_chapters_link_the_tables_their_node_wrote(tmp_path: Path) -> None:
     assert "`big.csv` (not in the repository" in text and "{download}`big.csv" not in text
     assert site.table_links("book/chapters/p/e/verify", {}, tmp_path) == ""  # wrote no table: nothing to list
     assert site.table_links("book/intro", {"curves": "h"}, tmp_path) == ""
+    (results / "sweep.parquet").write_bytes(b"PAR1")  # a large table, written as Parquet
+    text = site.table_links("book/chapters/p/e/control", {"sweep": "h3"}, tmp_path)
+    assert "{download}`sweep.parquet <../../../../data/results/p/e/sweep.parquet>`" in text and "read_parquet" in text
     (tmp_path / "data/results/p/claims.csv").write_text("a\n")  # a report node's table, one level up
     assert "<../../../data/results/p/claims.csv>" in site.table_links("book/chapters/p/summary", ["claims"], tmp_path)
 

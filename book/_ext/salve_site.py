@@ -4,7 +4,7 @@
   injected) are left out of the page -- the provenance box lists the parameters --
   and every other code cell's input is folded behind a toggle, outputs and prose
   visible. The notebooks themselves are not changed.
-* Every chapter ends with links to download the CSV tables it wrote (the list the
+* Every chapter ends with links to download the tables it wrote (CSV or Parquet) (the list the
   runner recorded in the chapter's metadata), so a reader can check a number without rerunning.
 * The repository, issue and launch (Binder, Colab) buttons appear only when
   ``repository.url`` is set in _config.yml, the one place that names the repository.
@@ -44,11 +44,12 @@ MAX_DOWNLOAD_BYTES = 20 * 2**20
 
 
 def table_links(docname: str, tables, root: Path = ROOT) -> str:
-    """Markdown listing the CSV tables a chapter's node wrote, as download links ("" when none).
+    """Markdown listing the tables a chapter's node wrote, as download links ("" when none).
 
     ``docname`` is ``book/chapters/<profile>/<edition>/<node>`` (or ``…/<profile>/<node>``
     for a report node); ``tables`` the names the runner recorded in the chapter's
-    metadata (``salve.outputs.tables``); they live in ``data/results/<profile>[/<edition>]/``.
+    metadata (``salve.outputs.tables``); they live in ``data/results/<profile>[/<edition>]/``,
+    as CSV (the small tables) or Parquet (the sweeps), whichever the pipeline wrote.
     """
     parts = docname.split("/")[2:]  # profile, [edition,] node
     tables = sorted(tables or ())
@@ -56,18 +57,24 @@ def table_links(docname: str, tables, root: Path = ROOT) -> str:
         return ""
     folder = root / "data" / "results" / Path(*parts[:-1])
     up = "../" * (len(docname.split("/")) - 1)
-    items = []
+    items, parquet = [], False
     for name in tables:
-        path = folder / f"{name}.csv"
+        found = [folder / f"{name}{s}" for s in (".csv", ".parquet") if (folder / f"{name}{s}").is_file()]
+        path = found[0] if found else folder / f"{name}.csv"
+        parquet |= path.suffix == ".parquet"
         rel = f"{up}{path.relative_to(root).as_posix()}"
         if path.is_file() and path.stat().st_size <= MAX_DOWNLOAD_BYTES:
-            items.append(f"* {{download}}`{name}.csv <{rel}>` ({path.stat().st_size / 1024:,.0f} KiB)")
+            items.append(f"* {{download}}`{path.name} <{rel}>` ({path.stat().st_size / 1024:,.0f} KiB)")
         else:
             size = f"{path.stat().st_size / 2**20:,.0f} MiB, " if path.is_file() else ""
-            items.append(f"* `{name}.csv` ({size}not in the repository: the pipeline writes it to "
+            items.append(f"* `{path.name}` ({size}not in the repository: the pipeline writes it to "
                          f"`{path.relative_to(root).as_posix()}`)")
-    return ("## Tables of this chapter\n\nThe tables this chapter wrote, as CSV (a table several chapters "
-            "write to carries a `node` column naming the chapter of each row):\n\n" + "\n".join(items) + "\n")
+    return ("## Tables of this chapter\n\nThe tables this chapter wrote, as CSV or, for the large ones, Parquet "
+            "(a table several chapters write to carries a `node` column naming the chapter of each row):\n\n"
+            + "\n".join(items) + "\n"
+            + ("\nA Parquet table reads as `pandas.read_parquet(path)` (with pyarrow), or as the pipeline reads it, "
+               "`salve_utils.tables.read_table_file(path)` (the same numbers as a CSV, to six significant digits).\n"
+               if parquet else ""))
 
 
 #: A line in a page that :func:`_rulebook_table` replaces with the rulebook, from the code.
