@@ -7,11 +7,12 @@ committed chapters), so Imagenette (161 MB as 224 px JPEGs) travels re-encoded:
 
 * every image at ``size`` px (224: the resolution the ``paper`` profile trains
   and evaluates at; shorter side resized and centre-cropped as the loader does),
-  as lossy WebP at ``quality`` (default 6: about 1.9 KiB an image, 25 MiB for
-  all 13,394);
-* in the layout the loader already reads: ``imagenette2/{train,val}/<wnid>/*.webp``
-  with an ``imagenette2.sha256`` list beside it, so ``SALVE_DATA_ROOT`` pointed at
-  the unpacked pack is all the pipeline needs (the loader checks every file);
+  as lossy WebP at ``quality`` (default 3: about 1.7 KiB an image, 22 MiB for
+  all 13,394; quality 6 made 27 MiB, too little room left beside the tree and the wheels);
+* in the layout the loader already reads: ``imagenette2/{train,val}/<wnid>/*.webp``,
+  so ``SALVE_DATA_ROOT`` pointed at the unpacked pack is all the pipeline needs
+  (no per-file SHA-256 list: the manifest's checksum of the whole tar covers every
+  image, and a list would cost 0.8 MiB);
 * inside one gzipped tar (the images are compressed already; gzip removes the tar's
   headers and padding, about 10 MiB of its 13,394 entries) with a manifest
   (``pack.json``: format, counts per split and class, the tar's SHA-256, the
@@ -25,7 +26,7 @@ trains the same backbone on the original and the packed images (``book/device.md
 
 Commands (``python -m salve_utils.devicepack ...``)::
 
-    build  --out .stage [--size 224 --quality 6]   # pack $SALVE_DATA_ROOT's Imagenette (a minute or two)
+    build  --out .stage [--size 224 --quality 3]   # pack $SALVE_DATA_ROOT's Imagenette (a minute or two)
     unpack --pack .stage --dest /tmp/salve-data    # verify and extract; prints the SALVE_DATA_ROOT to use
     size   --carry .stage .whl                     # what a device call would send, against 64 MiB
     edition --pack .stage --out $OUT ...           # on the device: see salve_utils.gpu_edition
@@ -93,10 +94,6 @@ def _encode_job(args: tuple[str, int, int]) -> bytes:
     return encode_image(Path(path).read_bytes(), size, quality)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -120,14 +117,14 @@ def _source_files(folder: Path, per_class: int | None) -> list[tuple[str, str, P
 
 
 def build_pack(out: str | os.PathLike, source: str | os.PathLike | None = None, size: int = 224,
-               quality: int = 6, per_class: int | None = None, workers: int | None = None,
+               quality: int = 3, per_class: int | None = None, workers: int | None = None,
                log=print) -> dict:
     """Pack Imagenette for the device: WebP at ``size`` px and ``quality`` in one tar, plus ``pack.json``.
 
     ``source`` is a folder holding ``imagenette2/`` (default: :func:`salve_utils.data.data_root`,
     i.e. ``$SALVE_DATA_ROOT``); ``per_class`` keeps the first few images of each class
-    (tests). The tar holds ``imagenette2/{train,val}/<wnid>/<name>.webp`` and
-    ``imagenette2.sha256``; extracted, it is a data root the loader reads unchanged.
+    (tests). The tar holds ``imagenette2/{train,val}/<wnid>/<name>.webp``; extracted,
+    it is a data root the loader reads unchanged.
     Returns the manifest.
     """
     from PIL import Image, features
@@ -147,7 +144,7 @@ def build_pack(out: str | os.PathLike, source: str | os.PathLike | None = None, 
     t0 = time.time()
     jobs = [(str(p), int(size), int(quality)) for _, _, p in files]
     workers = workers or max(1, os.cpu_count() or 1)
-    sums, counts, source_bytes, packed_bytes = [], {}, 0, 0
+    counts, source_bytes, packed_bytes = {}, 0, 0
     tmp = out / (TAR_NAME + ".tmp")
     # gzip with no name and mtime 0, tar entries with fixed metadata: the same images give the same bytes
     with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz, \
@@ -156,18 +153,17 @@ def build_pack(out: str | os.PathLike, source: str | os.PathLike | None = None, 
         for (split, cls, path), blob in zip(files, pool.map(_encode_job, jobs, chunksize=32)):
             name = f"imagenette2/{split}/{cls}/{path.stem}.webp"
             _add_bytes(tar, name, blob)
-            sums.append(f"{_sha256(blob)}  {name}")
             counts.setdefault(split, {}).setdefault(cls, 0)
             counts[split][cls] += 1
             source_bytes += path.stat().st_size
             packed_bytes += len(blob)
-        _add_bytes(tar, "imagenette2.sha256", ("\n".join(sums) + "\n").encode())
     os.replace(tmp, out / TAR_NAME)
     manifest = {
         "format": PACK_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "datasets": {"imagenette": {
-            "layout": "imagenette2/{train,val}/<wnid>/*.webp, imagenette2.sha256 beside it",
+            "layout": "imagenette2/{train,val}/<wnid>/*.webp",
+            "checksum": "the tar's sha256 below covers every image",
             "encoding": {"format": "webp", "quality": int(quality), "method": 6, "size": int(size),
                          "resize": "shorter side bicubic to size, centre crop", "colour": "RGB"},
             "images": {s: sum(c.values()) for s, c in counts.items()},
@@ -214,7 +210,7 @@ def unpack(pack: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Verify the pack and extract it into ``dest``; returns ``dest``, the ``SALVE_DATA_ROOT`` to use.
 
     Extraction uses tarfile's ``"data"`` filter (no absolute paths, no ``..``, no
-    links). The loader then checks every image against ``imagenette2.sha256``.
+    links), after the tar's SHA-256 was checked against the manifest.
     """
     manifest = verify_pack(pack)
     dest = Path(dest)
@@ -270,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--out", default=".stage", help="folder for the pack (ignored by git; default .stage)")
     sp.add_argument("--source", help="folder holding imagenette2/ (default: $SALVE_DATA_ROOT)")
     sp.add_argument("--size", type=int, default=224)
-    sp.add_argument("--quality", type=int, default=6)
+    sp.add_argument("--quality", type=int, default=3)
     sp.add_argument("--per-class", type=int, default=None, help="only the first N images of each class (tests)")
     sp = sub.add_parser("unpack", help="verify a pack and extract it")
     sp.add_argument("--pack", default=".stage")

@@ -34,6 +34,7 @@ import io
 import json
 import os
 import platform
+import select
 import signal
 import subprocess
 import sys
@@ -74,34 +75,44 @@ def run_step(cmd: list[str], deadline: float, log, env: dict | None = None, grac
     t0 = time.time()
     if time.time() >= deadline:
         return {"rc": None, "seconds": 0.0, "stopped": True, "skipped": True}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                            text=True, errors="replace", bufsize=1)
-    stopped = False
-    import selectors
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)  # a progress bar redraws with \r and no \n: never wait for a whole line
+    pending = b""
 
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    killed_at = None
-    while True:
+    def drain(final: bool = False) -> None:
+        nonlocal pending
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if final and pending:
+            lines.append(pending)
+            pending = b""
+        for line in lines:  # of a progress bar's redraws, the last one
+            log(line.rsplit(b"\r", 1)[-1].decode(errors="replace").rstrip())
+
+    stopped, kill_at = False, None
+    while proc.poll() is None:
         now = time.time()
-        if proc.poll() is not None:
-            break
         if not stopped and now >= deadline:
             stopped = True
             log(f"[guard] deadline reached: Ctrl-C to {' '.join(cmd[-4:])}")
             _signal_group(proc, signal.SIGINT)
-            killed_at = now + grace
-        if killed_at is not None and now >= killed_at:
+            kill_at = now + grace
+        if kill_at is not None and now >= kill_at:
             log("[guard] still running after the grace period: kill")
             _signal_group(proc, signal.SIGKILL)
-            killed_at = float("inf")
-        for key, _ in sel.select(timeout=0.5):
-            line = key.fileobj.readline()
-            if line:
-                log(line.rstrip("\n"))
-    for line in proc.stdout:
-        log(line.rstrip("\n"))
-    sel.close()
+            kill_at = None
+        select.select([fd], [], [], 0.5)
+        drain()
+    drain(final=True)
+    proc.stdout.close()
     return {"rc": proc.returncode, "seconds": round(time.time() - t0, 1), "stopped": stopped}
 
 

@@ -55,7 +55,7 @@ def test_pack_round_trip_is_what_the_loader_reads_and_damage_is_refused(tiny_ima
                                   log=lambda *_: None)
     assert again["tar"]["sha256"] == manifest["tar"]["sha256"]  # the same images give the same bytes
     data = devicepack.unpack(tmp_path / "pack", tmp_path / "data")
-    val = load_imagenette("val", 32, root=data, workers=1)  # checked against the pack's imagenette2.sha256
+    val = load_imagenette("val", 32, root=data, workers=1)
     assert len(val) == 20 and val.classes == list(IMAGENETTE_CLASSES.values())
     tar = tmp_path / "pack" / manifest["tar"]["name"]
     tar.write_bytes(tar.read_bytes()[:-10])
