@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -47,6 +46,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable
+
+from .runtime import hash_file
 
 __all__ = ["PACK_FORMAT", "TRAVEL_LIMIT", "build_pack", "encode_image", "travel_size", "unpack", "verify_pack"]
 
@@ -74,32 +75,17 @@ def encode_image(data: bytes, size: int, quality: int) -> bytes:
     """
     from PIL import Image
 
+    from .data import square_image
+
     with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        if (w, h) != (size, size):
-            scale = size / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC,
-                           reducing_gap=3.0)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
         out = io.BytesIO()
-        im.save(out, "WEBP", quality=int(quality), method=6)
+        square_image(im.convert("RGB"), size).save(out, "WEBP", quality=int(quality), method=6)
         return out.getvalue()
 
 
 def _encode_job(args: tuple[str, int, int]) -> bytes:
     path, size, quality = args
     return encode_image(Path(path).read_bytes(), size, quality)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _source_files(folder: Path, per_class: int | None) -> list[tuple[str, str, Path]]:
@@ -174,7 +160,7 @@ def build_pack(out: str | os.PathLike, source: str | os.PathLike | None = None, 
         }},
         "not_packed": {"cifar100": "184 MB of raw pixels, about 60 MB as lossy WebP: over the 64 MiB a device call "
                                    "carries beside the code", "planted": "generated, needs no data"},
-        "tar": {"name": TAR_NAME, "bytes": (out / TAR_NAME).stat().st_size, "sha256": _file_sha256(out / TAR_NAME)},
+        "tar": {"name": TAR_NAME, "bytes": (out / TAR_NAME).stat().st_size, "sha256": hash_file(out / TAR_NAME)},
         "encoder": {"pillow": Image.__version__, "libwebp": features.version("webp")},
         "seconds": round(time.time() - t0, 1),
     }
@@ -201,7 +187,7 @@ def verify_pack(pack: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {PACK_FORMAT!r}")
     tar = pack / manifest["tar"]["name"]
     if not tar.is_file() or tar.stat().st_size != manifest["tar"]["bytes"] or \
-            _file_sha256(tar) != manifest["tar"]["sha256"]:
+            hash_file(tar) != manifest["tar"]["sha256"]:
         raise OSError(f"{tar} does not match {path} (missing, truncated or damaged): rebuild the pack")
     return manifest
 

@@ -29,7 +29,6 @@ chapters and tables where ``make html PROFILE=<profile>`` reads them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -41,6 +40,9 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+
+from . import devicepack
+from .runtime import hash_file
 
 __all__ = ["MAX_FILES", "PART_BYTES", "default_steps", "pack_outputs", "run_step", "main"]
 
@@ -121,14 +123,6 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def pack_outputs(root: Path, profile: str, out: Path, part_bytes: int = PART_BYTES,
@@ -220,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     record: dict = {"profile": args.profile, "budget_s": args.budget, "reserve_s": args.reserve, "commit": _commit(root),
                     "device": _device(), "params": args.param, "steps": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
-        from . import devicepack
         from .pipeline import load_profile
 
         t0 = time.time()
@@ -256,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         record["not_run"] = f"unknown: {err}"
     parts = pack_outputs(root, args.profile, out)
-    record["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in parts}
+    record["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": hash_file(p)} for p in parts}
     record["seconds"] = round(time.time() - start, 1)
     log(f"[edition] {len(ran)} nodes published, {len(record['not_run']) if isinstance(record['not_run'], list) else '?'}"
         f" not run; {sum(f['bytes'] for f in record['files'].values()) / 2**20:.1f} MiB in {len(parts)} file(s); "
