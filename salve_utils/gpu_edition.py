@@ -29,6 +29,7 @@ chapters and tables where ``make html PROFILE=<profile>`` reads them.
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import os
@@ -44,7 +45,7 @@ from pathlib import Path
 from . import devicepack
 from .runtime import hash_file
 
-__all__ = ["MAX_FILES", "PART_BYTES", "default_steps", "pack_outputs", "run_step", "main"]
+__all__ = ["MAX_FILES", "PART_BYTES", "backbone_accuracies", "default_steps", "pack_outputs", "run_step", "main"]
 
 MAX_FILES = 8
 PART_BYTES = 15 * 2**20  # under the 16 MiB a returned file may have
@@ -162,6 +163,18 @@ def pack_outputs(root: Path, profile: str, out: Path, part_bytes: int = PART_BYT
     return parts[:max_parts]
 
 
+def backbone_accuracies(root: Path, profile: str) -> dict[str, dict]:
+    """Each published edition's overall validation accuracy and its bootstrap interval (``backbone_accuracy.csv``)."""
+    out = {}
+    for path in sorted((root / "data" / "results" / profile).glob("*/backbone_accuracy.csv")):
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get("split") == "val" and row.get("class") == "all":
+                    out[path.parent.name] = {"accuracy": float(row["accuracy"]), "lo": float(row["accuracy_lo"]),
+                                             "hi": float(row["accuracy_hi"]), "n": int(row["n"])}
+    return out
+
+
 def _device() -> dict:
     info = {"host": platform.node(), "python": platform.python_version()}
     try:
@@ -248,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         record["not_run"] = [n for n in order if n not in ran]
     except Exception as err:
         record["not_run"] = f"unknown: {err}"
+    record["backbones"] = backbone_accuracies(root, args.profile)
+    for edition, acc in record["backbones"].items():
+        log(f"[edition] {edition}: val top-1 {acc['accuracy']:.1%} [{acc['lo']:.1%}, {acc['hi']:.1%}] "
+            f"on {acc['n']} images")
     parts = pack_outputs(root, args.profile, out)
     record["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": hash_file(p)} for p in parts}
     record["seconds"] = round(time.time() - start, 1)

@@ -125,6 +125,7 @@ def test_the_device_script_end_to_end_at_tiny_sizes(tiny_imagenette, tmp_path) -
     assert record["steps"][0]["rc"] == 0 and not record["steps"][0]["stopped"]
     assert f"{edition}.backbone" in record["nodes"] and f"{edition}.autoencoder" in record["not_run"]
     assert record["pack"]["datasets"]["imagenette"]["images"] == {"train": 30, "val": 20}
+    assert record["backbones"][edition]["n"] == 20 and 0 <= record["backbones"][edition]["accuracy"] <= 1
     assert record["files"]["paper-edition.tar.gz"]["bytes"] == (out / "paper-edition.tar.gz").stat().st_size
     with tarfile.open(out / "paper-edition.tar.gz") as tar:
         names = set(tar.getnames())
