@@ -60,6 +60,7 @@ __all__ = [
     "planted_class_table",
     "planted_classes",
     "random_resized_crop_flip",
+    "square_image",
 ]
 
 #: Imagenette's ten ImageNet classes, wnid -> readable name (wnid order = label order).
@@ -291,15 +292,26 @@ def _decode_one(args: tuple[str, int, str | None]) -> np.ndarray:
                       "that file from the source (or delete it, and its line in the .sha256 list if there is one)"
                       ) from None
     with im:
-        im = im.convert("RGB")  # greyscale and CMYK images become RGB
-        w, h = im.size
-        scale = size / min(w, h)
-        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC,
-                       reducing_gap=3.0)
-        w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        im = im.crop((left, top, left + size, top + size))
+        im = square_image(im.convert("RGB"), size)  # greyscale and CMYK images become RGB
         return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def square_image(im: "Image.Image", size: int) -> "Image.Image":
+    """A PIL image with its shorter side resized to ``size`` (bicubic) and centre-cropped to a square.
+
+    How every real image is brought to its stored size (and how the device pack
+    re-encodes them, ``salve_utils.devicepack``); an image already ``size`` square
+    comes back unchanged.
+    """
+    from PIL import Image
+
+    w, h = im.size
+    scale = size / min(w, h)
+    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC,
+                   reducing_gap=3.0)
+    w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return im.crop((left, top, left + size, top + size))
 
 
 def _decode_folder(folder: Path, split: str, size: int, classes: dict[str, str], workers: int,
