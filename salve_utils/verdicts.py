@@ -300,9 +300,12 @@ RULES: tuple[Rule, ...] = (
          "no baseline is more specific (beyond overlapping 95% intervals), for every class (at least {min_classes})",
          "for at least {majority:.0%} of the classes (at least {min_classes})",
          revised="fewer than {min_classes} classes: inconclusive"),
-    Rule("planted", "planted parts matched one-to-one to latents (Hungarian) with |r| ≥ {recovery_threshold:g}",
-         "every part (at least {min_classes})", "at least {majority:.0%} of the parts (at least {min_classes})",
-         revised="fewer than {min_classes} parts: inconclusive"),
+    Rule("planted", "planted parts matched one-to-one to latents (Hungarian) with within-class |r| ≥ "
+         "{recovery_threshold:g} (part and latent centred on their class means, so a class detector scores 0), over "
+         "the parts that vary within a class",
+         "every such part (at least {min_classes})", "at least {majority:.0%} of them (at least {min_classes})",
+         revised="fewer than {min_classes} parts: inconclusive; recovery scored within class, not by raw |r|, which a "
+                 "pure class indicator already earns"),
     Rule("planted_tower", "the shared planted part's latent: found (|r| ≥ {recovery_threshold:g}); suppressing it "
          "costs every carrying class more than {tolerance:.0%} and no other class more than {tolerance:.0%}",
          "found, hits every carrier and spares the others", "found and one of the two"),

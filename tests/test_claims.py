@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -269,6 +271,22 @@ def test_planted_claims() -> None:
     assert "costs a, b more than 5%; 1 of 2 other classes lose more than 5% (worst c -20 points)" in verdict.reason
     ka["spares_others"] = True
     assert judge_planted_tower(m, TH).kind == "holds"
+
+
+def test_planted_recovery_is_judged_within_class_and_regime_a_has_no_tower() -> None:
+    rec = pd.DataFrame({"part": list("pqrst"), "feature": [0, 1, 2, 3, 4], "abs_corr": [0.9] * 5,
+                        "null_abs_corr": [0.95, 0.95, 0.5, 0.5, 0.5], "testable_within": [False, True, True, True, True],
+                        "within_abs_corr": [np.nan, 0.1, 0.8, 0.7, 0.2]})
+    m = Measured({"planted_recovery": rec})
+    verdict = judge_planted(m, replace(TH, min_classes=1))
+    # raw |r| would say 5 of 5 ("holds"); within class only 2 of the 4 parts that vary there are recovered
+    assert verdict.kind == "partly" and "within class, 2 of 4" in verdict.reason and "3 of them above" in verdict.reason
+    assert judge_planted(m, replace(TH, min_classes=5)).kind == "inconclusive"
+    none = Measured({"planted_recovery": rec.assign(testable_within=False)})
+    assert judge_planted(none, TH).kind == "inconclusive"
+    ka = {"shared_part": None, "tower_passes": True}
+    verdict = judge_planted_tower(Measured({"planted_recovery": rec}, {"known_answers": ka}), TH)
+    assert verdict.kind == "not tested" and "false positive" in verdict.reason
 
 
 def test_claims_table_lists_every_claim_and_judges_missing_measurements_inconclusive() -> None:
