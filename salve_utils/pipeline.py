@@ -414,6 +414,7 @@ PARAM_RULES: dict[str, str | tuple[str, ...]] = {
     "mean_tolerance": "[0, 1]", "partly_factor": "[1, 100]", "fixed_strength": "(0, 1000]", "majority": "[0, 1]",
     "null_level": "(0, 1)", "agreement": "(0, 1]", "exact_share": "[0, 1]", "min_compared": "[1, 100000]",
     "baseline_match": "[0, 1]", "min_classes": "[1, 100000]", "replication": "[0, 1]", "inert_change": "[0, 1]",
+    "effect_points": "[1, 64]",
     # the teaching page (00)
     "n_classes": "[2, 100]", "d_model": "[1, 4096]", "n_per_class": "[1, 100000]", "p_own": "[0, 1]",
     "p_tower": "[0, 1]", "tower_strength": "[0, 100]", "noise": "[0, 100]", "sae_steps": "[1, 1000000]",
