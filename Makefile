@@ -8,6 +8,8 @@
 # Every target creates .venv first if it is missing.
 
 PROFILE ?= cpu
+# make test runs test files on this many workers (pytest-xdist; each test uses one torch thread)
+TEST_WORKERS ?= 2
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -46,7 +48,7 @@ html: $(STAMP) $(MATHJAX)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -63,6 +63,10 @@ def default_steps(editions: list[str], rest: bool = True) -> list[tuple[str, lis
     return steps + ([("the rest", [])] if rest else [])
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_step(cmd: list[str], deadline: float, log, env: dict | None = None, grace: float = 30.0) -> dict:
     """Run ``cmd`` (its own process group) until it ends or ``deadline`` (a ``time.time()``) passes.
 
@@ -78,7 +82,10 @@ def run_step(cmd: list[str], deadline: float, log, env: dict | None = None, grac
     t0 = time.time()
     if time.time() >= deadline:
         return {"rc": None, "seconds": 0.0, "stopped": True, "skipped": True}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    # A shell without job control (nohup, `cmd &`) starts us with SIGINT ignored, and a child
+    # inherits that: the deadline's Ctrl-C would do nothing. The child gets the default back.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                            preexec_fn=_default_sigint)
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)  # a progress bar redraws with \r and no \n: never wait for a whole line
     pending = b""

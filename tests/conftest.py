@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+# The Ctrl-C tests deliver SIGINT to this process and its children. A shell without job control
+# (`make test &`, nohup) starts pytest with SIGINT ignored, which the pipeline rightly keeps
+# ignored: give the test process the handler a terminal would have.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
