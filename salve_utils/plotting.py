@@ -150,12 +150,16 @@ def latent_heatmap(mu: torch.Tensor | np.ndarray, classes: Sequence[str], featur
     return fig
 
 
+_LEGEND_MAX = 12  # classes a curve plot names one by one
+
+
 def curve_plot(curves: pd.DataFrame, x: str = "alpha", y: str = "accuracy", target: str | None = None,
                palette: dict | None = None, ax=None, title: str = "", others: str = "lines"):
     """Accuracy of every class against ``x``; the ``target`` class drawn bold.
 
-    ``others="lines"`` draws each non-target class thin, ``"mean"`` draws their
-    mean as one dashed line.
+    ``others="lines"`` draws each non-target class thin (named in the legend up to
+    twelve classes, as "other classes" beyond), ``"mean"`` draws their mean as one
+    dashed line.
     """
     fig = None
     if ax is None:
@@ -164,15 +168,20 @@ def curve_plot(curves: pd.DataFrame, x: str = "alpha", y: str = "accuracy", targ
     if others == "mean" and target is not None:
         rest = curves[curves["class"] != target].groupby(x, as_index=False)[y].mean()
         ax.plot(rest[x], rest[y], "--", color="grey", lw=2, label="mean of other classes")
+    many = curves["class"].nunique() > _LEGEND_MAX  # a legend of 100 classes would not fit: name the target only
+    named = False
     for cls, grp in curves.groupby("class", sort=False):
         if cls == target:
             ax.plot(grp[x], grp[y], color=palette.get(cls), lw=3, label=f"{cls} (target)")
         elif others == "lines":
-            ax.plot(grp[x], grp[y], color=palette.get(cls), lw=1, alpha=0.8, label=cls)
+            label = cls if not many else "_nolegend_" if named else "other classes"
+            named = True
+            ax.plot(grp[x], grp[y], color=palette.get(cls), lw=1, alpha=0.8, label=label)
     ax.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "), ylim=(-0.02, 1.02))
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2 if others == "lines" else 1, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2 if others == "lines" and not many else 1, loc="best")
     if fig is not None:
         fig.tight_layout()
     return fig if fig is not None else ax.figure

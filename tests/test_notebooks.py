@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -26,6 +27,31 @@ def test_source_notebook_is_clean_and_parameterized(path: Path) -> None:
     assert set(pipeline.RESERVED) <= set(params)
     untyped = [name for name, p in params.items() if p["type"] == "None"]
     assert not untyped, f"parameters without a type annotation: {untyped}"
+
+
+def _final_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements a cell may end on: the last one, or the last of each block of a final if/for/with/try."""
+    last = body[-1]
+    if isinstance(last, (ast.If, ast.For, ast.While, ast.With)):
+        blocks = [last.body, getattr(last, "orelse", [])]
+    elif isinstance(last, ast.Try):
+        blocks = [last.body, last.orelse, last.finalbody] + [h.body for h in last.handlers]
+    else:
+        return [last]
+    return [s for block in blocks if block for s in _final_statements(block)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_cell_shows_the_return_value_of_a_context_call(path: Path) -> None:
+    """`ctx.record(...)` and `ctx.save_*(...)` return paths: a cell ending on one prints `PosixPath(...)` on the page."""
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        source = "".join(cell["source"])
+        if cell["cell_type"] != "code" or source.rstrip().endswith(";") or not source.strip():
+            continue
+        for stmt in _final_statements(ast.parse(source).body):
+            call = stmt.value if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) else None
+            assert call is None or not ast.unparse(call.func).startswith("ctx."), \
+                f"cell {i} ends on {ast.unparse(call.func)}(...): end it with ';'"
 
 
 @pytest.mark.parametrize("profile", pipeline.available_profiles(ROOT))
