@@ -26,7 +26,8 @@ from .stats import accuracy_interval, change_interval, format_interval, loss_int
 from .tables import load_table
 from .verdicts import RULES, Rule, Thresholds, Verdict, beats_null, rulebook, share, specificity, supported
 
-__all__ = ["CLAIM_RECORDS", "CLAIM_TABLES", "PAPER_CLAIMS", "PREDECESSORS", "Measured", "claim_inputs", "claims",
+__all__ = ["CLAIM_NAMES", "CLAIM_RECORDS", "CLAIM_TABLES", "PAPER_CLAIMS", "PREDECESSORS", "Measured", "claim_inputs",
+           "claim_name", "claims",
            "judge_alpha", "judge_baseline", "judge_baselines", "judge_enhance", "judge_planted", "judge_planted_tower",
            "judge_seeds", "judge_specific", "judge_suppress", "judge_tower", "measured_from", "recompute_claims",
            "rule_fingerprints", "verdict_changes"]
@@ -50,6 +51,37 @@ PAPER_CLAIMS: dict[str, str] = {
                      "classes that carry it",
 }
 
+
+#: Each claim's name in a table or a figure (a few words a reader understands without the key).
+CLAIM_NAMES: dict[str, str] = {
+    "baseline": "backbone accuracy",
+    "suppress": "suppression reaches ≈0%",
+    "specific": "other classes unharmed",
+    "enhance": "enhancing is harmless",
+    "tower_down": "Tower lowers gas pump",
+    "tower_spare": "Tower spares church",
+    "tower_other": "Tower lifts chain saw",
+    "alpha_analytic": "analytic α-crit is exact",
+    "alpha_code": "α-crit code check",
+    "seeds": "robust over SAE seeds",
+    "vit": "same on ViT",
+    "baselines": "no worse than baselines",
+    "planted": "planted parts recovered",
+    "planted_tower": "shared planted part found",
+}
+
+
+def claim_name(claim: str) -> str:
+    """A claim key as a reader's name: ``"tower_down"`` -> ``"Tower lowers gas pump"``; a suffix after ':' is kept.
+
+    >>> claim_name("suppress")
+    'suppression reaches ≈0%'
+    >>> claim_name("seeds:dominant")
+    'robust over SAE seeds (dominant)'
+    """
+    key, _, rest = claim.partition(":")
+    name = CLAIM_NAMES.get(key, key.replace("_", " "))
+    return f"{name} ({rest})" if rest else name
 
 @dataclass
 class Measured:

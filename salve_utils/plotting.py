@@ -318,10 +318,12 @@ def verdict_grid(claims: pd.DataFrame, titles: Sequence[str]):
     """All verdicts at a glance: claims (rows) x editions (columns), each cell coloured by its verdict's kind.
 
     ``claims`` is :func:`salve_utils.report.claims_by_edition`'s table; a cell shows the
-    kind ("holds", "partly", ...) and stays blank ("—") where the edition does not measure the claim.
+    kind ("holds", "partly", ...) and stays blank ("—") where the edition does not measure the claim;
+    each row is named by :func:`salve_utils.claims.claim_name`.
     """
     from matplotlib.patches import Patch
 
+    from .claims import claim_name
     from .report import VERDICT_COLOURS, verdict_kind
 
     kinds = [[verdict_kind(str(v)) for v in claims[f"{t}: verdict"]] for t in titles]
@@ -335,7 +337,7 @@ def verdict_grid(claims: pd.DataFrame, titles: Sequence[str]):
             ax.text(j + 0.5, i + 0.5, kind, ha="center", va="center", fontsize=8)
     ax.set(xlim=(0, len(titles)), ylim=(len(claims), 0))
     ax.set_xticks(np.arange(len(titles)) + 0.5, [t.replace(" on ", "\non ") for t in titles], fontsize=8)
-    ax.set_yticks(np.arange(len(claims)) + 0.5, claims["claim"], fontsize=8)
+    ax.set_yticks(np.arange(len(claims)) + 0.5, claims["claim"].map(claim_name), fontsize=8)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     for side in ax.spines.values():

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .ablations import best_single_change
-from .claims import CLAIM_RECORDS, CLAIM_TABLES, INPUTS, PAPER_CLAIMS, Measured, claim_inputs, claims, measured_from
+from .claims import (CLAIM_RECORDS, CLAIM_TABLES, INPUTS, PAPER_CLAIMS, Measured, claim_inputs, claim_name, claims,
+                     measured_from)
 from .verdicts import Thresholds, share
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ARM_NAMES", "ablations_by_edition", "arms_by_edition", "backbone_pair", "claims_by_edition",
            "edition_claims", "edition_inputs", "edition_overview", "edition_tables", "first_answer", "headline",
-           "previous_claims", "regime_resemblance", "save_claim_inputs", "verdict_kind"]
+           "measurement_details", "previous_claims", "regime_resemblance", "save_claim_inputs", "verdict_kind",
+           "verdict_overview"]
 
 def verdict_kind(verdict: str) -> str:
     """The verdict's category: the words before the first colon ("holds", "partly", ...)."""
@@ -201,6 +203,31 @@ def claims_by_edition(per_edition: dict[str, pd.DataFrame], titles: dict[str, st
         row[f"{titles[transfer[1]]}: verdict"] = "inconclusive" if common and len(unclear) > len(common) / 2 else kind
         wide = pd.concat([wide, pd.DataFrame([row])], ignore_index=True)
     return wide
+
+
+def verdict_overview(claims_table: pd.DataFrame, titles: Sequence[str]) -> pd.DataFrame:
+    """Verdicts only: one row per claim (its reader's name), one column per edition holding the verdict's kind.
+
+    ``claims_table`` is :func:`claims_by_edition`'s; "—" marks a claim the edition does not measure.
+
+    >>> wide = pd.DataFrame({"claim": ["suppress"], "paper": ["..."], "A": ["1 of 10"], "A: verdict": ["partly"]})
+    >>> verdict_overview(wide, ["A"]).to_dict("records")
+    [{'claim': 'suppression reaches ≈0%', 'A': 'partly'}]
+    """
+    out = pd.DataFrame({"claim": claims_table["claim"].map(claim_name)})
+    for title in titles:
+        out[title] = claims_table[f"{title}: verdict"].astype(str).map(verdict_kind).to_numpy()
+    return out
+
+
+def measurement_details(claims_table: pd.DataFrame, title: str) -> pd.DataFrame:
+    """One edition's rows of :func:`claims_by_edition`: the claim, the paper's words, what was measured, the verdict.
+
+    Claims the edition does not measure are left out.
+    """
+    rows = claims_table[claims_table[f"{title}: verdict"] != "—"]
+    return pd.DataFrame({"claim": rows["claim"].map(claim_name), "the paper": rows["paper"],
+                         "measured": rows[title], "verdict": rows[f"{title}: verdict"]})
 
 
 def edition_tables(ctx: "NodeContext", name: str, role: str) -> dict[str, pd.DataFrame]:

@@ -151,6 +151,23 @@ def test_claims_by_edition_lays_editions_side_by_side_and_judges_the_transfer_by
     assert "vit" not in set(report.claims_by_edition({"r": resnet}, {"r": "ResNet"}, transfer=None)["claim"])
 
 
+def test_the_summary_table_is_verdicts_only_and_each_edition_folds_its_measurements() -> None:
+    from salve_utils import report
+    from salve_utils.claims import CLAIM_NAMES, PAPER_CLAIMS
+
+    assert set(CLAIM_NAMES) == set(PAPER_CLAIMS), "every claim needs a reader's name"
+    resnet = _claims({"baseline": "differs", "suppress": "does not hold: 0 of 10 classes"})
+    planted = _claims({"suppress": "partly", "planted": "holds"})
+    wide = report.claims_by_edition({"r": resnet, "p": planted}, {"r": "ResNet", "p": "Planted"})
+    overview = report.verdict_overview(wide, ["ResNet", "Planted"])
+    assert list(overview.columns) == ["claim", "ResNet", "Planted"]
+    assert overview.set_index("claim").loc["suppression reaches ≈0%"].tolist() == ["does not hold", "partly"]
+    assert overview.set_index("claim").loc["planted parts recovered", "ResNet"] == "—"
+    details = report.measurement_details(wide, "ResNet")  # the planted claim is not ResNet's: left out
+    assert details["claim"].tolist() == ["backbone accuracy", "suppression reaches ≈0%"]
+    assert details["verdict"].tolist() == ["differs", "does not hold: 0 of 10 classes"]
+
+
 def test_backbone_pair_needs_the_same_dataset() -> None:
     from salve_utils import report
 
