@@ -187,7 +187,7 @@ def read_yaml(path: Path, root: Path | None = None) -> Any:
 
 _NODE_KEYS = {"notebook", "upstream", "params", "title", "datasets", "per_edition", "part"}
 #: Where a report node's page goes in the book: beside the method pages, or with the conclusions.
-_PARTS = ("front", "back")
+_PARTS = ("first", "front", "back")  # "first": the book opens with it, before the method
 
 
 def load_graph(root: Path) -> Graph:
@@ -891,11 +891,14 @@ def _scope_figure_labels(nb, node: str) -> None:
 
 
 def _title_with_edition(nb, title: str) -> None:
-    """Append the edition to the chapter's first heading, so every page title in the book is unique."""
+    """Append the edition to the chapter's first heading, so every page title in the book is unique.
+
+    A dash, not parentheses: an edition's title may hold parentheses of its own.
+    """
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("# "):
             first, _, rest = cell.source.partition("\n")
-            cell.source = f"{first} ({title})" + (f"\n{rest}" if rest else "")
+            cell.source = f"{first} — {title}" + (f"\n{rest}" if rest else "")
             return
 
 
@@ -1528,7 +1531,7 @@ BOOK_BACK = ["book/reproduce", "book/references"]
 
 
 def book_toc(profile: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The Jupyter Book table of contents of one profile: one part per edition, then the report nodes.
+    """The Jupyter Book table of contents of one profile: the answer, one part per edition, then the report nodes.
 
     Only chapters that have been executed (exist under ``book/chapters/<profile>/``)
     are listed, so the book renders whatever part of a profile has run.
@@ -1538,9 +1541,11 @@ def book_toc(profile: str, root: str | os.PathLike | None = None) -> dict[str, A
     spec = load_profile(root, profile)
     executed = {name: f"{CHAPTERS_DIR}/{profile}/{name}" for name in graph.report
                 if (root / CHAPTERS_DIR / profile / f"{name}.ipynb").is_file()}
+    first = [f for name, f in executed.items() if graph.report[name].get("part") == "first"]
     front = [f for name, f in executed.items() if graph.report[name].get("part") == "front"]
-    parts: list[dict[str, Any]] = [{"caption": c, "chapters": [{"file": f} for f in files + (front if i == 0 else [])]}
-                                   for i, (c, files) in enumerate(BOOK_FRONT)]
+    parts: list[dict[str, Any]] = [{"caption": "The answer", "chapters": [{"file": f} for f in first]}] if first else []
+    parts += [{"caption": c, "chapters": [{"file": f} for f in files + (front if i == 0 else [])]}
+              for i, (c, files) in enumerate(BOOK_FRONT)]
     for edition, body in spec["editions"].items():
         files = [f"{CHAPTERS_DIR}/{profile}/{edition}/{name}" for name in graph.chain
                  if (root / CHAPTERS_DIR / profile / edition / f"{name}.ipynb").is_file()]
