@@ -298,15 +298,44 @@ def hash_file(path: str | os.PathLike) -> str:
 
 
 def hash_tree(root: str | os.PathLike, pattern: str = "*.py") -> str:
-    """Hash of every file matching ``pattern`` under ``root`` (names and contents, newline-normalised)."""
+    """Hash of every file matching ``pattern`` under ``root``: names and contents, newline-normalised.
+
+    A Python file counts as Python reads it (:func:`code_text`): a docstring or a comment
+    that changes changes no result, so it changes no hash.
+    """
     root = Path(root)
     h = hashlib.sha256()
     for path in sorted(root.rglob(pattern)):
         if "__pycache__" in path.parts:
             continue
         h.update(path.relative_to(root).as_posix().encode())
-        h.update(path.read_bytes().replace(b"\r\n", b"\n"))
+        data = path.read_bytes().replace(b"\r\n", b"\n")
+        h.update(code_text(data).encode() if path.suffix == ".py" else data)
     return h.hexdigest()[:16]
+
+
+def code_text(source: bytes | str) -> str:
+    """Python source without its comments, docstrings and layout (``ast.unparse``); the text itself if unparsable.
+
+    >>> code_text("def f(x):\\n    'Doc.'\\n    return x  # note\\n") == code_text("def f(x): return x")
+    True
+    >>> code_text("x = 1") == code_text("x = 2")
+    False
+    """
+    import ast
+
+    text = source.decode() if isinstance(source, bytes) else source
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
 
 
 # --------------------------------------------------------------------------- devices

@@ -50,7 +50,7 @@ def _notebook(path: Path, title: str) -> None:
 def project(tmp_path: Path) -> Path:
     (tmp_path / "notebooks" / "profiles").mkdir(parents=True)
     (tmp_path / "salve_utils").mkdir()
-    (tmp_path / "salve_utils" / "code.py").write_text("# stand-in for the package code\n")
+    (tmp_path / "salve_utils" / "code.py").write_text("CODE = 0  # stand-in for the package code\n")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
     _notebook(tmp_path / "notebooks" / "step.ipynb", "Step")
     graph = {"nodes": {"a": {"notebook": "step.ipynb"},
@@ -131,7 +131,7 @@ def test_run_skip_rerun_and_provenance(project: Path) -> None:
     assert pipeline.run("p", project, overrides=["b.x=4"], progress=False, log=lambda *_: None) == list("abcd")
 
     # the package code changed: everything reruns
-    (project / "salve_utils" / "code.py").write_text("# changed\n")
+    (project / "salve_utils" / "code.py").write_text("CODE = 1  # changed\n")
     assert len(pipeline.run("p", project, overrides=["b.x=4"], progress=False, log=lambda *_: None)) == 4
 
     # a missing upstream artifact makes its node stale again
@@ -185,7 +185,7 @@ def editions_project(tmp_path: Path) -> Path:
     """A chain (a -> b, and c only on planted data) with two editions, and a report node reading both."""
     (tmp_path / "notebooks" / "profiles").mkdir(parents=True)
     (tmp_path / "salve_utils").mkdir()
-    (tmp_path / "salve_utils" / "code.py").write_text("# stand-in\n")
+    (tmp_path / "salve_utils" / "code.py").write_text("CODE = 0  # stand-in\n")
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('profile: str = "p"\nnode: str = "e.a"\nupstream: dict = {}\nx: int = 1\n'
                                        'dataset: str = "planted"\ntarget_class: str = "spire"')
@@ -277,7 +277,7 @@ def test_only_uses_stale_upstream_outputs_with_a_warning_and_refuses_missing_one
     with pytest.raises(pipeline.PipelineError, match="upstream node 'a' has no outputs"):
         pipeline.plan("p", project, only="b")
     pipeline.run("p", project, progress=False, log=lambda *_: None)
-    (project / "salve_utils" / "code.py").write_text("# changed\n")  # every node is stale now
+    (project / "salve_utils" / "code.py").write_text("CODE = 1  # changed\n")  # every node is stale now
     lines: list[str] = []
     assert pipeline.run("p", project, only="b", downstream=False, progress=False, log=lines.append) == ["b"]
     assert any("reads the outputs of a, which are not up to date" in line for line in lines)
