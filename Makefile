@@ -8,7 +8,8 @@
 # Every target creates .venv first if it is missing.
 
 PROFILE ?= cpu
-# make test runs test files on this many workers (pytest-xdist; each test uses one torch thread)
+# make test runs test files on this many workers (pytest-xdist), each test and each notebook kernel it
+# starts on one thread: two torch threads on a core the other worker keeps busy run slower than one
 TEST_WORKERS ?= 2
 VENV ?= .venv
 PYTHON ?= python3
@@ -48,7 +49,7 @@ html: $(STAMP) $(MATHJAX)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
