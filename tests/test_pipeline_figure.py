@@ -51,6 +51,23 @@ def test_book_intro_includes_the_figure_the_extension_writes() -> None:
     assert f"```{{figure}} {rel}" in intro
 
 
+def test_the_landing_page_draws_the_summarys_verdicts_and_says_when_there_are_none(tmp_path: Path) -> None:
+    import pandas as pd
+
+    site = _salve_site()
+    assert site.VERDICT_GRID_MARKER in (ROOT / "book/intro.md").read_text()
+    claims = pd.DataFrame({"edition": ["a", "a", "b"], "claim": ["suppress", "seeds", "suppress"],
+                           "verdict": ["partly", "does not hold: 2 of 10", "holds"]})
+    wide = site.verdict_grid_table(claims, {"a": "A", "b": "B"})
+    assert wide.to_dict("list") == {"claim": ["suppress", "seeds"], "A: verdict": ["partly", "does not hold: 2 of 10"],
+                                    "B: verdict": ["holds", "—"]}
+    svg = tmp_path / "verdicts.svg"
+    assert not site.write_verdict_grid("nothing", tmp_path, svg) and not svg.exists()
+    assert site.verdict_grid_markdown("nothing", tmp_path) == ""
+    assert site.write_verdict_grid("cpu", ROOT, svg)  # the committed reference edition's summary
+    first = svg.read_bytes()
+    assert site.write_verdict_grid("cpu", ROOT, svg) and svg.read_bytes() == first  # byte-identical redraw
+
 def test_chapters_link_the_tables_their_node_wrote(tmp_path: Path) -> None:
     """The download list comes from the chapter's metadata (a fresh clone has no data/artifacts/)."""
     site = _salve_site()

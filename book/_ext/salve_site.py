@@ -11,7 +11,9 @@
 * sphinx-thebe's configuration script is added twice to every page (the browser then
   reports ``Identifier 'THEBE_JS_URL' has already been declared``): keep one.
 * The landing page opens with the profile's computed first answer (the summary's
-  ``first_answer`` table), in place of the line ``<!-- first-answer -->``.
+  ``first_answer`` table), in place of the line ``<!-- first-answer -->``, and the
+  summary's verdicts at a glance (drawn from its ``claims.csv``) in place of
+  ``<!-- verdict-grid -->``.
 * The pipeline overview on the first page (the paper's Figure 1, as this book runs it)
   is drawn from ``notebooks/pipeline.yml`` when the build starts, into
   ``book/_static/pipeline.svg`` (generated, not committed); the SVG is byte-identical
@@ -124,11 +126,74 @@ def first_answer_markdown(profile: str, root: Path = ROOT) -> str:
     return "\n\n".join(answers) + link
 
 
+def _profile(app) -> str:
+    """The profile this build renders (the table of contents is ``<profile>.yml``), ``cpu`` when unknown."""
+    profile = Path(getattr(app.config, "external_toc_path", "") or "cpu.yml").stem
+    return profile if (ROOT / "data" / "results" / profile).is_dir() else "cpu"
+
+
 def _first_answer(app, docname, source) -> None:
     if FIRST_ANSWER_MARKER in source[0]:
-        profile = Path(getattr(app.config, "external_toc_path", "") or "cpu.yml").stem
-        profile = profile if (ROOT / "data" / "results" / profile).is_dir() else "cpu"
-        source[0] = source[0].replace(FIRST_ANSWER_MARKER, first_answer_markdown(profile))
+        source[0] = source[0].replace(FIRST_ANSWER_MARKER, first_answer_markdown(_profile(app)))
+    if VERDICT_GRID_MARKER in source[0]:
+        source[0] = source[0].replace(VERDICT_GRID_MARKER, verdict_grid_markdown(_profile(app)))
+
+
+#: A line of the landing page replaced by the summary's verdicts at a glance (drawn into :data:`VERDICTS_SVG`).
+VERDICT_GRID_MARKER = "<!-- verdict-grid -->"
+#: Where the landing page's verdict grid is drawn (generated at every build, not committed).
+VERDICTS_SVG = BOOK / "_static" / "verdicts.svg"
+
+
+def verdict_grid_table(claims, titles: dict[str, str]):
+    """The summary's ``claims.csv`` (edition, claim, ..., verdict) as the wide table the verdict grid draws.
+
+    Claims in the order the summary lists them; ``"—"`` where an edition does not judge a claim.
+    """
+    import pandas as pd
+
+    order = list(dict.fromkeys(claims["claim"]))
+    wide = pd.DataFrame({"claim": order})
+    for edition, title in titles.items():
+        verdicts = claims[claims["edition"] == edition].drop_duplicates("claim").set_index("claim")["verdict"]
+        wide[f"{title}: verdict"] = wide["claim"].map(verdicts).fillna("—")
+    return wide
+
+
+def write_verdict_grid(profile: str, root: Path = ROOT, out: Path = VERDICTS_SVG) -> bool:
+    """Draw ``profile``'s verdicts (its summary's ``claims.csv``) into ``out``; ``False`` when it has no summary.
+
+    Drawn, not computed: every verdict is the summary node's, read from the committed table.
+    """
+    import io
+
+    import pandas as pd
+
+    from salve_utils.pipeline import load_profile
+    from salve_utils.plotting import verdict_grid
+
+    path = root / "data" / "results" / profile / "claims.csv"
+    if not path.is_file():
+        return False
+    claims = pd.read_csv(path)
+    titles = {e: body["title"] for e, body in load_profile(root, profile)["editions"].items()
+              if e in set(claims["edition"])}
+    fig = verdict_grid(verdict_grid_table(claims, titles), list(titles.values()))
+    buf = io.BytesIO()
+    save_svg(fig, buf)
+    _write_if_changed(Path(out), buf.getvalue())
+    return True
+
+
+def verdict_grid_markdown(profile: str, root: Path = ROOT) -> str:
+    """The landing page's figure of every verdict, or a note when the profile's summary has not run."""
+    if not write_verdict_grid(profile, root):
+        return ""
+    return (":::{figure} _static/verdicts.svg\n:name: fig-landing-verdicts\n:width: 100%\n"
+            ":alt: A grid of the paper's claims (rows) against this book's editions (columns), each cell coloured "
+            "by its verdict: holds, partly, does not hold or inconclusive.\n\n"
+            f"Every claim of the paper on every edition, as {{doc}}`the summary </book/chapters/{profile}/summary>` "
+            "judges it; each verdict's measurement and rule are there.\n:::")
 
 
 #: ``|c|`` in a docstring is an absolute value, not a reStructuredText substitution.
@@ -150,7 +215,8 @@ def _reader_first(app, docname, source) -> None:
     if links:
         nb.setdefault("cells", []).append({"cell_type": "markdown", "id": "salve-tables", "metadata": {},
                                            "source": links})
-    for cell in nb.get("cells", []):
+    nb["cells"] = merge_silent_code(nb.get("cells", []))
+    for cell in nb["cells"]:
         if cell.get("cell_type") != "code":
             continue
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -158,6 +224,31 @@ def _reader_first(app, docname, source) -> None:
         if extra not in tags:
             tags.append(extra)
     source[0] = json.dumps(nb)
+
+
+def merge_silent_code(cells: list[dict]) -> list[dict]:
+    r"""Fold a code cell that shows nothing into the code cell after it, so the page has one "Show code" toggle.
+
+    Two code cells in a row would give two toggles back to back with nothing between them.
+
+    >>> code = lambda src, out=(): {"cell_type": "code", "source": src, "outputs": list(out), "metadata": {}}
+    >>> merged = merge_silent_code([code("a = 1\n"), code("b = 2"), code("a + b", ["3"])])
+    >>> [(c["source"], len(c["outputs"])) for c in merged]
+    [('a = 1\nb = 2\na + b', 1)]
+    >>> len(merge_silent_code([code("a = 1"), {"cell_type": "markdown", "source": "x"}, code("b")]))
+    3
+    """
+    def shown_code(c: dict) -> bool:
+        return c.get("cell_type") == "code" and not REMOVED & set(c.get("metadata", {}).get("tags", []))
+
+    out: list[dict] = []
+    for cell in cells:
+        prev = out[-1] if out else None
+        if prev is not None and shown_code(prev) and shown_code(cell) and not prev.get("outputs"):
+            out[-1] = {**cell, "source": "".join(prev["source"]).rstrip("\n") + "\n" + "".join(cell["source"])}
+        else:
+            out.append(cell)
+    return out
 
 
 def repository_buttons(theme_options: dict) -> dict:
@@ -435,8 +526,11 @@ def write_pipeline_figure(root: Path = ROOT, out: Path = PIPELINE_SVG) -> bool:
 
     buf = io.BytesIO()
     save_svg(draw_pipeline(load_graph(root), root / "notebooks"), buf)
-    data = buf.getvalue()
-    out = Path(out)
+    return _write_if_changed(Path(out), buf.getvalue())
+
+
+def _write_if_changed(out: Path, data: bytes) -> bool:
+    """Write ``data`` to ``out`` atomically, only when the bytes change (Sphinx reads mtimes)."""
     if out.is_file() and out.read_bytes() == data:
         return False
     out.parent.mkdir(parents=True, exist_ok=True)
