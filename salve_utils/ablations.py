@@ -1,16 +1,21 @@
-"""Why the edit does what it does: the paper's edit with one design choice changed at a time.
+r"""Why the edit does what it does: the paper's edit with one design choice changed at a time.
 
-Notation as in :mod:`salve_utils.editing`: head ``logits = A Wᵀ + b``; a class ``k``'s feature
-``l`` enters Eq. 1 only through the ratios ``r_j = |c_j| / max_i |c_i|`` (``c = D[:, l]``) at
-the normalised strength ``s``::
+Notation as in :mod:`salve_utils.editing`: head :math:`\mathrm{logits} = A W^\top + b`; a class ``k``'s feature
+``l`` enters Eq. 1 only through the ratios :math:`r_j = |c_j| / \max_i |c_i|` (``c = D[:, l]``) at
+the normalised strength ``s``:
 
-    every row (the paper):  w'_ij = w_ij · max(0, 1 - s r_j)      for every class row i
-    own row:                w'_kj = w_kj · max(0, 1 - s r_j)      row k only, the others unchanged
+.. math::
 
-Because every factor depends only on ``|c_j|``, the paper's edit moves *every* logit. Split
-the logit of class i into the part the feature carries and the rest::
+    \text{every row (the paper):}\quad w'_{ij} &= w_{ij}\,\max(0,\ 1 - s\,r_j) \qquad \text{for every class row $i$} \\
+    \text{own row:}\quad w'_{kj} &= w_{kj}\,\max(0,\ 1 - s\,r_j) \qquad \text{row $k$ only, the others unchanged}
 
-    logit_i(s) = U_i - s V_i + b_i,   U_i = Σ_j a_j w_ij,   V_i = Σ_j a_j w_ij r_j   (before any clamp)
+Because every factor depends only on :math:`|c_j|`, the paper's edit moves *every* logit. Split
+the logit of class i into the part the feature carries and the rest:
+
+.. math::
+
+    \mathrm{logit}_i(s) = U_i - s\,V_i + b_i, \qquad U_i = \sum_j a_j\, w_{ij}, \qquad V_i = \sum_j a_j\, w_{ij}\, r_j
+    \qquad \text{(before any clamp)}
 
 so all logits shrink toward their biases together (common-mode shrinkage) and a class can
 only lose to the others if its own logit falls faster than theirs — or if its bias is low.
@@ -192,7 +197,7 @@ def variant_curves(acts: "Activations", variant: Variant, strengths: Sequence[fl
 def variant_nulls(acts: "Activations", variant: Variant, curves: pd.DataFrame, th: Thresholds,
                   n_draws: int = 20, seed: int = 0, classes: Sequence[str] | None = None,
                   split: str = "val") -> pd.DataFrame:
-    """The permuted-|c| and uniform nulls of a variant at each class's operating point and at the fixed strength.
+    """The permuted-:math:`|c|` and uniform nulls of a variant at each class's operating point and at the fixed strength.
 
     The same edit (same rows, same head) with the feature's ratios permuted across dimensions
     (:func:`salve_utils.nulls.permuted_ratios`, ``n_draws`` draws), and with every ratio 1 (the
@@ -293,15 +298,18 @@ def best_single_change(table: pd.DataFrame, share: float = RESCUE_SHARE) -> dict
 
 def logit_anatomy(acts: "Activations", sae: SparseAutoencoder, dominant: dict[str, int],
                   split: str = "val") -> pd.DataFrame:
-    """Per class k and its dominant feature, on class k's own inputs (before any clamp)::
+    r"""Per class k and its dominant feature, on class k's own inputs (before any clamp):
 
-        U_k = mean_n Σ_j a_nj w_kj   (the logit less its bias)      V_k = mean_n Σ_j a_nj w_kj r_j
-        share_k = V_k / U_k          (the part of U_k one unit of strength removes)
+    .. math::
+
+        U_k &= \operatorname{mean}_n \sum_j a_{nj}\, w_{kj} \quad \text{(the logit less its bias)}, \qquad
+        V_k = \operatorname{mean}_n \sum_j a_{nj}\, w_{kj}\, r_j \\
+        \mathrm{share}_k &= V_k / U_k \quad \text{(the part of $U_k$ one unit of strength removes)}
 
     and ``others_share``: the same ratio for the other classes' logits on class k's inputs
     (their mean). ``share_k ≈ others_share`` means the edit shrinks every logit alike (common
     mode); only ``share_k > others_share`` makes class k lose ground. ``bias_rank`` 1 is the
-    lowest bias. ``best_other_logit`` is the mean over class k's inputs of ``max_{i ≠ k} logit_i``:
+    lowest bias. ``best_other_logit`` is the mean over class k's inputs of :math:`\max_{i \neq k} \mathrm{logit}_i`:
     editing row k alone takes logit k down to its bias ``b_k`` at most, so where
     ``b_k > best_other_logit`` the own-row edit cannot take the typical image away from k.
     """

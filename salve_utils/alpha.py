@@ -1,23 +1,25 @@
-"""α_crit: the critical suppression strength at which an edit removes a class, three ways.
+r"""α_crit: the critical suppression strength at which an edit removes a class, three ways.
 
 Suppressing feature ``l`` (decoder column ``c = D[:, l]``) with strength α gives
-the target logit of an image ``x`` of class ``i`` (head ``y = W a + b``)::
+the target logit of an image ``x`` of class ``i`` (head :math:`y = W a + b`):
 
-    y_i(α) = Σ_j W_ij a_j(x) max(0, 1 - α|c_j|) + b_i
+.. math::
 
-a piecewise-linear function of α with kinks at ``α = 1/|c_j|``; it need not be
+    y_i(\alpha) = \sum_j W_{ij}\, a_j(x) \max(0,\ 1 - \alpha\,|c_j|) + b_i
+
+a piecewise-linear function of α with kinks at :math:`\alpha = 1/|c_j|`; it need not be
 monotone (clamping a negative contribution makes it rise). Four thresholds:
 
-* **analytic** (the linear root): below the first kink ``α < 1/max_j |c_j|``
-  (normalised strength ``α·max|c| < 1``), ``y_i(α) = y_i - α R_i`` with
-  ``R_i(x) = Σ_j W_ij |c_j| a_j(x)``, so ``α_crit ≈ y_i / R_i`` (∞ when ``R_i <= 0``).
-  Exact exactly when the root lies before the first kink.
-* **numerical** (logit zero): the smallest root of ``y_i(α)``, found exactly by
-  walking its sorted kinks (:func:`_first_root`); ∞ where ``y_i`` never reaches 0.
+* **analytic** (the linear root): below the first kink :math:`\alpha < 1/\max_j |c_j|`
+  (normalised strength :math:`\alpha \cdot \max|c| < 1`), :math:`y_i(\alpha) = y_i - \alpha R_i` with
+  :math:`R_i(x) = \sum_j W_{ij} |c_j| a_j(x)`, so :math:`\alpha_\mathrm{crit} \approx y_i / R_i`
+  (∞ when :math:`R_i \le 0`). Exact exactly when the root lies before the first kink.
+* **numerical** (logit zero): the smallest root of :math:`y_i(\alpha)`, found exactly by
+  walking its sorted kinks (:func:`_first_root`); ∞ where :math:`y_i` never reaches 0.
   It exists only where the logit *can* reach zero, which depends on the sign of
-  the bias ``b_i``: a constant shift of all logits changes it, the decision does not.
+  the bias :math:`b_i`: a constant shift of all logits changes it, the decision does not.
 * **flip** (decision flip): the smallest α at which the argmax leaves class ``i``,
-  the first root of ``min_{k≠i} (y_i(α) - y_k(α))`` by the same kink walk; invariant
+  the first root of :math:`\min_{k \neq i} (y_i(\alpha) - y_k(\alpha))` by the same kink walk; invariant
   to a constant shift of the logits.
 * **empirical** (zero and flip): the real edited model on the images, independent
   of the two above: a grid of strengths up to ``alpha_max``, the first grid cell
@@ -203,12 +205,15 @@ def _check_empirical_args(alpha_max: float, n_grid: int, rel_tol: float, max_ite
 def empirical_alpha_crit(model: SalveNet, decoder_column: torch.Tensor, images: torch.Tensor, target: int,
                          alpha_max: float, n_grid: int = 33, rel_tol: float = 1e-4, max_iter: int = 60,
                          check_tol: float = 1e-4) -> dict[str, torch.Tensor]:
-    """α_crit measured on the real edited network, without any reference value: grid scan, then bisection.
+    r"""α_crit measured on the real edited network, without any reference value: grid scan, then bisection.
 
-    For each image ``x`` and criterion ``g``::
+    For each image ``x`` and criterion ``g``:
 
-        zero:  g(α) = y_i(x; α)                           (the target logit)
-        flip:  g(α) = y_i(x; α) - max_{k≠i} y_k(x; α)    (ties count as a flip)
+    .. math::
+
+        \text{zero:}\quad g(\alpha) &= y_i(x; \alpha) \qquad \text{(the target logit)} \\
+        \text{flip:}\quad g(\alpha) &= y_i(x; \alpha) - \max_{k \neq i} y_k(x; \alpha)
+        \qquad \text{(ties count as a flip)}
 
     where ``y(x; α)`` are the logits of a copy of ``model`` whose head carries
     ``W'(α)`` of Eq. 1. The network's own backbone computes ``a(x)`` once; its head
@@ -232,11 +237,11 @@ def empirical_alpha_crit(model: SalveNet, decoder_column: torch.Tensor, images: 
     images : (N, C, H, W) float images as the model takes them, in ``[0, 1]`` (non-empty, finite;
         a warning when far outside ``[0, 1]``)
     target : class index i
-    alpha_max : top of the strength grid (α units; normally the sweep's top strength / max|c|)
+    alpha_max : top of the strength grid (α units; normally the sweep's top strength / :math:`\max|c|`)
     n_grid : grid points, including 0 and ``alpha_max``
     rel_tol : relative width at which bisection stops
     max_iter : cap on bisection steps
-    check_tol : tolerance of the end-to-end check, relative to the largest |logit|
+    check_tol : tolerance of the end-to-end check, relative to the largest :math:`|\mathrm{logit}|`
 
     Returns
     -------
@@ -349,12 +354,17 @@ def alpha_crit_table(acts: "Activations", sae: SparseAutoencoder, features: dict
 
 def suppress_strength(acts: "Activations", sae: SparseAutoencoder, features: dict[str, int],
                       strengths: Sequence[float], target_accuracy: float = 0.05) -> dict[str, float]:
-    """Per class: the first normalised strength at which suppressing its feature takes it to the target accuracy.
+    r"""Per class: the first normalised strength at which suppressing its feature takes it to the target accuracy.
 
-    For class ``k`` with feature ``l`` and the ``n_k`` validation images of class k::
+    For class ``k`` with feature ``l`` and the ``n_k`` validation images of class k:
 
-        accuracy_k(s) = (1/n_k) Σ_n [argmax_j y_j(a_n; α = s / max|c|) == k]
-        suppress_strength_k = min { s in strengths : accuracy_k(s) <= target_accuracy }   (NaN if none)
+    .. math::
+
+        \mathrm{accuracy}_k(s) &= \frac{1}{n_k} \sum_n \mathbb{1}[\operatorname{argmax}_j
+        y_j(a_n;\ \alpha = s / \max|c|) = k] \\
+        \mathrm{suppress\_strength}_k &= \min \{ s \in \mathrm{strengths} :
+        \mathrm{accuracy}_k(s) \le \mathrm{target\_accuracy} \}
+        \qquad \text{(NaN if none)}
 
     -- the operating point of :func:`~salve_utils.editing.operating_points`, computed
     on the class's own images only (all a class's accuracy depends on), so a long

@@ -1,18 +1,21 @@
-"""The edit atlas (every latent against every class) and the composition of several edits.
+r"""The edit atlas (every latent against every class) and the composition of several edits.
 
 Both run exactly on cached activations, with the notation of :mod:`salve_utils.ablations`.
 
 **Atlas.** For every latent l of an autoencoder and every class k, the accuracy change of k
-when l is edited at one normalised strength s (Eq. 1, every row)::
+when l is edited at one normalised strength s (Eq. 1, every row):
 
-    Δ_lk(s) = acc_k(W ∘ F_l(s)) - acc_k(W),   F_l(s)_j = max(0, 1 - s r_lj)  or  1 + s r_lj
+.. math::
+
+    \Delta_{lk}(s) = \mathrm{acc}_k(W \circ F_l(s)) - \mathrm{acc}_k(W), \qquad
+    F_l(s)_j = \max(0,\ 1 - s\,r_{lj}) \ \text{ or }\ 1 + s\,r_{lj}
 
 One heatmap (latents × classes) shows which latents are one class's (a single deep cell),
 which are shared (Tower candidates: several), and which harm everywhere.
 
 **Composition.** Several edits applied one after the other multiply their factors,
-``W' = W ∘ Π_e F_e(s_e)``. The combined change of each class is compared with the sum of the
-single edits' changes (additivity): ``interaction_k = Δ_k(all) - Σ_e Δ_k(e)``.
+:math:`W' = W \circ \prod_e F_e(s_e)`. The combined change of each class is compared with the sum of the
+single edits' changes (additivity): :math:`\mathrm{interaction}_k = \Delta_k(\mathrm{all}) - \sum_e \Delta_k(e)`.
 
 >>> import torch
 >>> composed_factors(torch.tensor([[1.0, 0.0], [0.5, 1.0]]), [1.0, 1.0], ["suppress", "enhance"])
@@ -141,11 +144,14 @@ def composition_plan(classes: Sequence[str], pairs: int, triples: int, mixed: in
 
 def composition(acts: "Activations", sae: SparseAutoencoder, dominant: dict[str, int], plan: Sequence[tuple],
                 strength: float = 1.0, split: str = "val") -> pd.DataFrame:
-    """Each edit set of ``plan`` applied at once, against the sum of its single edits.
+    r"""Each edit set of ``plan`` applied at once, against the sum of its single edits.
 
-    For set E and every class k::
+    For set E and every class k:
 
-        combined_k = acc_k(W ∘ Π_{e∈E} F_e) - acc_k(W)      additive_k = Σ_{e∈E} (acc_k(W ∘ F_e) - acc_k(W))
+    .. math::
+
+        \mathrm{combined}_k = \mathrm{acc}_k\Bigl(W \circ \prod_{e \in E} F_e\Bigr) - \mathrm{acc}_k(W), \qquad
+        \mathrm{additive}_k = \sum_{e \in E} \bigl(\mathrm{acc}_k(W \circ F_e) - \mathrm{acc}_k(W)\bigr)
 
     Returns ``combo, kind, class, role, combined, additive, interaction`` where ``role`` is
     "suppressed", "enhanced" or "other", and ``kind`` is "2 suppressed", "3 suppressed" or

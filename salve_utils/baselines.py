@@ -1,16 +1,20 @@
-"""Baselines for the SALVE edit, compared at matched efficacy (beyond the paper, which compares only qualitatively).
+r"""Baselines for the SALVE edit, compared at matched efficacy (beyond the paper, which compares only qualitatively).
 
 Every method is a :class:`HeadEdit` of one target class ``t``: a family of heads
 indexed by a scalar *strength* ``s`` in ``[0, max_strength]`` (``s = 0`` is the
-unedited head), scored exactly on cached activations ``A`` (N, M)::
+unedited head), scored exactly on cached activations ``A`` (N, M):
 
-    SALVE      W'(s) = W · diag(max(0, 1 - (s / max|c|) |c|))          Eq. 1 on the class's dominant feature
-    Steering   logits(s) = (A - (s / max|c|) z_l(A) c^T) W^T + b       the same feature, removed at inference
-    RomeStyle  W'(s) = W + s ΔW_ROME                                    s = 1: the ROME solution (rank one, row t)
-    ZeroRow    w'_t(s) = (1 - s) w_t,   s in [0, 1]                     s = 1 zeroes the target's row
+.. math::
 
-``c = D[:, l]`` is the decoder column of the feature ``l``. :func:`match_efficacy`
-finds, for any method, the smallest strength at which the target's accuracy falls
+    \text{SALVE:}\quad W'(s) &= W \operatorname{diag}\bigl(\max(0,\ 1 - (s / \max|c|)\,|c|)\bigr) \\
+    \text{Steering:}\quad \mathrm{logits}(s) &= \bigl(A - (s / \max|c|)\, z_l(A)\, c^\top\bigr)\, W^\top + b \\
+    \text{RomeStyle:}\quad W'(s) &= W + s\,\Delta W_\mathrm{ROME} \\
+    \text{ZeroRow:}\quad w'_t(s) &= (1 - s)\,w_t, \qquad s \in [0, 1]
+
+SALVE is Eq. 1 on the class's dominant feature; Steering is the same feature, removed at
+inference; RomeStyle at :math:`s = 1` is the ROME solution (rank one, row :math:`t`); ZeroRow at
+:math:`s = 1` zeroes the target's row. ``c = D[:, l]`` is the decoder column of the feature ``l``.
+:func:`match_efficacy` finds, for any method, the smallest strength at which the target's accuracy falls
 to a goal, and :func:`tradeoff` follows the target's accuracy against the other
 classes' mean and worst accuracy along the strength range. Because every method
 answers the same two calls (``logits`` and ``edit_size``), matching and scoring
@@ -97,13 +101,13 @@ def steer_activations(acts: torch.Tensor, sae: SparseAutoencoder, feature: int, 
 
 
 def rome_edit(weight: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """Rank-one edit that maps ``key`` to ``value`` with the least change on typical inputs (ROME).
+    r"""Rank-one edit that maps ``key`` to ``value`` with the least change on typical inputs (ROME).
 
-    ::
+    .. math::
 
-        W' = W + (v* - W k*) (C^-1 k*)^T / (k*^T C^-1 k*)
+        W' = W + \frac{(v^* - W k^*)\,(C^{-1} k^*)^\top}{k^{*\top} C^{-1} k^*}
 
-    so ``W' k* = v*`` while inputs ``x`` with ``x^T C^-1 k* = 0`` keep ``W' x = W x``.
+    so :math:`W' k^* = v^*` while inputs :math:`x` with :math:`x^\top C^{-1} k^* = 0` keep :math:`W' x = W x`.
 
     Parameters
     ----------
@@ -263,9 +267,11 @@ class HeadEdit:
 
 
 class Salve(HeadEdit):
-    """SALVE, the paper's Eq. 1 on a feature with decoder column ``c``, at normalised strength ``s = α · max|c|``::
+    r"""SALVE, the paper's Eq. 1 on a feature with decoder column ``c``, at normalised strength :math:`s = \alpha \cdot \max|c|`:
 
-        w'_ij(s) = w_ij · max(0, 1 - (s / max_j |c_j|) |c_j|)
+    .. math::
+
+        w'_{ij}(s) = w_{ij}\,\max\bigl(0,\ 1 - (s / \max_j |c_j|)\,|c_j|\bigr)
 
     Examples
     --------
@@ -288,11 +294,14 @@ class Salve(HeadEdit):
 
 
 class Steering(HeadEdit):
-    """Activation steering of the same feature (:func:`steer_activations`), ``α = s / max|c|``.
+    r"""Activation steering of the same feature (:func:`steer_activations`), :math:`\alpha = s / \max|c|`.
 
-    The head is linear, so the steered logits are the unedited ones minus a rank-one term::
+    The head is linear, so the steered logits are the unedited ones minus a rank-one term:
 
-        logits(s) = (A - α z c^T) W^T + b = A W^T + b - α z (W c)^T,    z = z_l(A)
+    .. math::
+
+        \mathrm{logits}(s) = (A - \alpha\, z\, c^\top)\, W^\top + b
+        = A W^\top + b - \alpha\, z\, (W c)^\top, \qquad z = z_l(A)
 
     No weight changes (:meth:`edit_size` is NaN), but every inference must encode
     with the SAE.
@@ -369,12 +378,14 @@ class _TargetRow(HeadEdit):
 
 
 class RomeStyle(_TargetRow):
-    """ROME-style rank-one edit (:func:`rome_suppress`), continued linearly in its strength::
+    r"""ROME-style rank-one edit (:func:`rome_suppress`), continued linearly in its strength:
 
-        W'(s) = W + s (W_ROME - W)
+    .. math::
 
-    ``s = 1`` is the ROME solution (the target logit of the class's mean training
-    activation ``margin`` below the best other class); ``s > 1`` pushes that logit
+        W'(s) = W + s\,(W_\mathrm{ROME} - W)
+
+    :math:`s = 1` is the ROME solution (the target logit of the class's mean training
+    activation ``margin`` below the best other class); :math:`s > 1` pushes that logit
     further down along the same rank-one direction. Only row ``t`` changes.
     """
 
@@ -540,11 +551,15 @@ def _others(accuracy: np.ndarray, counts: np.ndarray, target: int) -> np.ndarray
 
 def tradeoff(method: HeadEdit, acts: torch.Tensor, labels: torch.Tensor,
              strengths: Sequence[float] | np.ndarray) -> pd.DataFrame:
-    """The method's trade-off along its strength: the target's accuracy against the other classes'.
+    r"""The method's trade-off along its strength: the target's accuracy against the other classes'.
 
-    For each strength ``s``::
+    For each strength ``s``:
 
-        target_accuracy = acc_t(s),   others_mean = mean_{k != t} acc_k(s),   others_worst = min_{k != t} acc_k(s)
+    .. math::
+
+        \mathrm{target\_accuracy} = \mathrm{acc}_t(s), \qquad
+        \mathrm{others\_mean} = \operatorname{mean}_{k \neq t} \mathrm{acc}_k(s), \qquad
+        \mathrm{others\_worst} = \min_{k \neq t} \mathrm{acc}_k(s)
 
     Returns
     -------

@@ -1,12 +1,15 @@
-"""One deeper edit (the paper's future work): Eq. 1 on a ResNet-18's ``layer3`` channels.
+r"""One deeper edit (the paper's future work): Eq. 1 on a ResNet-18's ``layer3`` channels.
 
 An autoencoder is trained on the channel vectors of ``layer3``'s output, one vector per
 image and position: ``h(x)[:, u, v]`` (C = 256). Class-mean latents are averaged over images
 *and* positions. The edit of feature l (decoder column ``c = D[:, l]``, C entries) rescales
 the *input channels* of the next convolutions — ``layer4[0].conv1`` and its shortcut
-``layer4[0].downsample[0]``, the only two modules that read ``h``::
+``layer4[0].downsample[0]``, the only two modules that read ``h``:
 
-    w'_{o,j,·,·} = w_{o,j,·,·} · max(0, 1 - α |c_j|)      for every output channel o and input channel j
+.. math::
+
+    w'_{o,j,\cdot,\cdot} = w_{o,j,\cdot,\cdot}\,\max(0,\ 1 - \alpha\,|c_j|)
+    \qquad \text{for every output channel $o$ and input channel $j$}
 
 A permanent weight edit, exactly as Eq. 1 edits the head's input columns; the layers before
 ``layer4`` are untouched, so the edited model is run on cached ``layer3`` maps and equals the
@@ -99,7 +102,7 @@ def edit_next_conv(model: SalveNet, decoder_column: torch.Tensor, alpha: float) 
 
 @torch.no_grad()
 def check_equivalence(model: SalveNet, decoder_column: torch.Tensor, alpha: float, images: torch.Tensor) -> float:
-    """Max |difference| between the whole edited model on ``images`` and the edited ``layer4`` on cached maps."""
+    """Max absolute difference between the whole edited model on ``images`` and the edited ``layer4`` on cached maps."""
     edited = edit_next_conv(model, decoder_column, alpha).eval()
     x = images.float() / 255 if images.dtype == torch.uint8 else images
     return float((edited(x) - run_from_layer3(edited, layer3_maps(model, images))).abs().max())

@@ -1,14 +1,16 @@
-"""Control: the permanent weight edit (the paper's Eq. 1) and its sweeps on cached activations.
+r"""Control: the permanent weight edit (the paper's Eq. 1) and its sweeps on cached activations.
 
 Notation: head ``y = W a + b`` with ``W`` (K classes, M dims); SAE feature ``l``
 with decoder column ``c = D[:, l]`` (M,). The edit rescales every column j of
-``W``, for every class row i, by a factor that depends only on ``|c_j|``::
+``W``, for every class row i, by a factor that depends only on :math:`|c_j|`:
 
-    suppress:  w'_ij = w_ij · max(0, 1 - α |c_j|)
-    enhance:   w'_ij = w_ij · (1 + α |c_j|)
+.. math::
+
+    \text{suppress:}\quad w'_{ij} &= w_{ij}\,\max(0,\ 1 - \alpha\,|c_j|) \\
+    \text{enhance:}\quad w'_{ij} &= w_{ij}\,(1 + \alpha\,|c_j|)
 
 The bias is unchanged. Only the head changes, so ``a(x)`` is fixed and every
-α sweep can run exactly on cached activations: ``logits(α) = a W'(α)^T + b``.
+α sweep can run exactly on cached activations: :math:`\mathrm{logits}(\alpha) = a\,W'(\alpha)^\top + b`.
 :func:`_edit_factors` is the one place where the factor is computed. The
 critical strength α_crit lives in :mod:`salve_utils.alpha`.
 
@@ -66,12 +68,12 @@ def _edit_factors(decoder_column: torch.Tensor, alphas: torch.Tensor, direction:
 
 def edit_weights(weight: torch.Tensor, decoder_column: torch.Tensor, alpha: float,
                  direction: str = "suppress") -> torch.Tensor:
-    """The paper's Eq. 1: rescale every head column j by the feature's decoder entry ``|c_j|``.
+    r"""The paper's Eq. 1: rescale every head column j by the feature's decoder entry :math:`|c_j|`.
 
-    ::
+    .. math::
 
-        suppress:  w'_ij = w_ij · max(0, 1 - α |c_j|)
-        enhance:   w'_ij = w_ij · (1 + α |c_j|)        for every class row i
+        \text{suppress:}\quad w'_{ij} &= w_{ij}\,\max(0,\ 1 - \alpha\,|c_j|) \\
+        \text{enhance:}\quad w'_{ij} &= w_{ij}\,(1 + \alpha\,|c_j|) \qquad \text{for every class row $i$}
 
     A pure function: ``weight`` is not modified.
 
@@ -201,13 +203,18 @@ def _edit_logits(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, d
 def edit_curve(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                decoder_column: torch.Tensor, alphas: float | Sequence[float] | torch.Tensor,
                direction: str = "suppress", classes: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per-class accuracy and mean target logit as the edit strength α grows (cached activations).
+    r"""Per-class accuracy and mean target logit as the edit strength α grows (cached activations).
 
-    For each α and class k (samples ``n`` with ``y_n = k``)::
+    For each α and class k (samples :math:`n` with :math:`y_n = k`):
 
-        accuracy(α, k)          = mean_n [argmax_i logits_i(a_n; α) == k]
-        mean_target_logit(α, k) = mean_n logits_k(a_n; α),
-        logits(a; α) = W'(α) a + b          (W' from Eq. 1, see :func:`edit_logits`)
+    .. math::
+
+        \mathrm{accuracy}(\alpha, k) &= \operatorname{mean}_n \mathbb{1}[\operatorname{argmax}_i
+        \mathrm{logits}_i(a_n; \alpha) = k] \\
+        \mathrm{mean\_target\_logit}(\alpha, k) &= \operatorname{mean}_n \mathrm{logits}_k(a_n; \alpha), \\
+        \mathrm{logits}(a; \alpha) &= W'(\alpha)\,a + b
+
+    with :math:`W'` from Eq. 1 (see :func:`edit_logits`).
 
     Parameters
     ----------

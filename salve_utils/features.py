@@ -125,17 +125,19 @@ def dominant_features(mu: torch.Tensor, top: int = 3, classes: Sequence[str] | N
 
 def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names: Sequence[str] | None = None,
                     exclude_own_top: bool = True, top: int = 5, same_sign: bool = True) -> pd.DataFrame:
-    """Features strong in *all* the given classes: the paper's "Tower" shared by church and gas pump.
+    r"""Features strong in *all* the given classes: the paper's "Tower" shared by church and gas pump.
 
-    Each class's ``|μ_k|`` is normalised by its own largest entry, and a feature's
-    score is the smallest of these over the given classes G::
+    Each class's :math:`|\mu_k|` is normalised by its own largest entry, and a feature's
+    score is the smallest of these over the given classes G:
 
-        score_l = min_{k in G} |μ_k,l| / max_l' |μ_k,l'|
+    .. math::
+
+        \mathrm{score}_l = \min_{k \in G} \frac{|\mu_{k,l}|}{\max_{l'} |\mu_{k,l'}|}
 
     With ``same_sign`` only features whose class means share one sign over G are
     candidates (a latent positive for one class and negative for the other is
     evidence *for* one and *against* the other, not a shared feature). With
-    ``exclude_own_top``, each given class's own dominant feature ``l*_k`` is left
+    ``exclude_own_top``, each given class's own dominant feature :math:`l^*_k` is left
     out, so that the result is a feature the classes *share* rather than one
     class's identity. This ranking has no null: :func:`tower_search` adds one.
 
@@ -185,11 +187,13 @@ def shared_features(mu: torch.Tensor, classes: Sequence[int | str], class_names:
 
 
 def standardised_means(z: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-    """Class means against the typical class, in units of each latent's spread, shape (K, d)::
+    r"""Class means against the typical class, in units of each latent's spread, shape (K, d):
 
-        μ̃_k,l = (μ_k,l - median_k' μ_k',l) / σ_l
+    .. math::
 
-    with ``σ_l`` the standard deviation of latent ``l`` over all N samples. Centring
+        \tilde\mu_{k,l} = \frac{\mu_{k,l} - \operatorname{median}_{k'} \mu_{k',l}}{\sigma_l}
+
+    with :math:`\sigma_l` the standard deviation of latent ``l`` over all N samples. Centring
     on the *median class* removes what every class shares (the autoencoder's bias:
     a latent large for every image is not shared by two classes in particular)
     without the artefact of centring on the overall mean, which would make a latent
@@ -277,12 +281,15 @@ class TowerSearch:
 
 def tower_search(mu: torch.Tensor, pair: Sequence[int | str], class_names: Sequence[str] | None = None,
                  exclude: Sequence[int] = (), n_null: int = 2000, level: float = 0.95, seed: int = 0) -> TowerSearch:
-    """Search a feature shared by two classes, and test it against random latent pairs.
+    r"""Search a feature shared by two classes, and test it against random latent pairs.
 
     With ``μ`` the (preferably standardised, :func:`standardised_means`) class means
-    of the pair (a, b), every latent l outside ``exclude`` gets::
+    of the pair (a, b), every latent l outside ``exclude`` gets:
 
-        score_l = min(|μ_a,l|, |μ_b,l|),   same_sign_l = sign(μ_a,l) = sign(μ_b,l) ≠ 0
+    .. math::
+
+        \mathrm{score}_l = \min(|\mu_{a,l}|,\ |\mu_{b,l}|), \qquad
+        \mathrm{same\_sign}_l \iff \operatorname{sign}(\mu_{a,l}) = \operatorname{sign}(\mu_{b,l}) \neq 0
 
     and only same-sign latents are candidates (opposite signs are evidence for one
     class and against the other). The observed statistic is the best candidate's

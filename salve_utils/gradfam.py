@@ -1,11 +1,14 @@
-"""Stage 4a — Verify: Grad-FAM heatmaps, i.e. Grad-CAM with an SAE latent as the target.
+r"""Stage 4a — Verify: Grad-FAM heatmaps, i.e. Grad-CAM with an SAE latent as the target.
 
 Grad-CAM (Selvaraju et al., 2017) explains a scalar score ``s(x)`` through the
-feature maps ``A^k`` (channels ``k``, spatial positions ``(i, j)``) of a layer::
+feature maps :math:`A^k` (channels :math:`k`, spatial positions :math:`(i, j)`) of a layer:
 
-    w_k = 1/(h w) Σ_ij ∂s/∂A^k_ij            (spatially averaged gradient)
-    L   = ReLU(Σ_k w_k A^k)                   (h x w map)
-    map = upsample(L) / max(upsample(L))      (bilinear to the image size, in [0, 1])
+.. math::
+
+    w_k &= \frac{1}{h w} \sum_{ij} \frac{\partial s}{\partial A^k_{ij}} \qquad \text{(spatially averaged gradient)} \\
+    L &= \operatorname{ReLU}\Bigl(\sum_k w_k A^k\Bigr) \qquad \text{($h \times w$ map)} \\
+    \mathrm{map} &= \frac{\operatorname{upsample}(L)}{\max(\operatorname{upsample}(L))}
+    \qquad \text{(bilinear to the image size, in $[0, 1]$)}
 
 Grad-FAM (the SALVE paper) takes as the score an SAE latent of the head input,
 ``s(x) = sign · z_l(x)`` with ``z = sae.encode(a(x))``. The score is any callable
@@ -140,12 +143,16 @@ def grad_cam(
     reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     hook: str | None = None,
 ) -> torch.Tensor:
-    """Grad-CAM heatmaps of any score of the head input ``a(x)``.
+    r"""Grad-CAM heatmaps of any score of the head input ``a(x)``.
 
-    Implements, for captured feature maps ``A`` (``(N, C, h, w)``) and score ``s``::
+    Implements, for captured feature maps ``A`` (``(N, C, h, w)``) and score ``s``:
 
-        w_k = mean_ij ∂s/∂A^k_ij,   L = ReLU(Σ_k w_k A^k),
-        map = upsample_bilinear(L, (H, W)) / max(...)     (all-zero maps stay zero)
+    .. math::
+
+        w_k &= \operatorname{mean}_{ij} \frac{\partial s}{\partial A^k_{ij}}, \qquad
+        L = \operatorname{ReLU}\Bigl(\sum_k w_k A^k\Bigr), \\
+        \mathrm{map} &= \frac{\operatorname{upsample}_\text{bilinear}(L, (H, W))}{\max(\ldots)}
+        \qquad \text{(all-zero maps stay zero)}
 
     Parameters
     ----------

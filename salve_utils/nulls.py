@@ -1,18 +1,21 @@
-"""Nulls for a feature's edit: what edits that are *not* the feature do to the same class.
+r"""Nulls for a feature's edit: what edits that are *not* the feature do to the same class.
 
-Eq. 1 sees feature ``l`` only through the ratios ``r_j = |c_j| / max_i |c_i|`` (in [0, 1],
-``c = D[:, l]``) at the normalised strength ``s = α · max_i |c_i|``::
+Eq. 1 sees feature ``l`` only through the ratios :math:`r_j = |c_j| / \max_i |c_i|` (in [0, 1],
+``c = D[:, l]``) at the normalised strength :math:`s = \alpha \cdot \max_i |c_i|`:
 
-    suppress:  w'_kj = w_kj · max(0, 1 - s r_j)        enhance:  w'_kj = w_kj · (1 + s r_j)
+.. math::
+
+    \text{suppress:}\quad w'_{kj} = w_{kj}\,\max(0,\ 1 - s\,r_j) \qquad
+    \text{enhance:}\quad w'_{kj} = w_{kj}\,(1 + s\,r_j)
 
 for every class row k, the bias ``b`` untouched. An effect attributed to the feature must
 exceed what other ratio vectors do at the same ``s``. Three nulls:
 
-* **permuted** — ``r_π(j)`` for seeded random permutations ``π`` of the head-input
-  dimensions: the same |c| values (so the same max|c| and the same strength grid), in
+* **permuted** — :math:`r_{\pi(j)}` for seeded random permutations :math:`\pi` of the head-input
+  dimensions: the same :math:`|c|` values (so the same :math:`\max|c|` and the same strength grid), in
   random places. A random direction with the feature's own sparsity profile.
-* **uniform** — ``r_j = 1`` for every j: every weight row is scaled by ``max(0, 1 - s)``
-  (suppress) or ``1 + s`` (enhance), so ``logits(s) = (1 - s)₊ · A Wᵀ + b``: a pure
+* **uniform** — :math:`r_j = 1` for every j: every weight row is scaled by :math:`\max(0, 1 - s)`
+  (suppress) or :math:`1 + s` (enhance), so :math:`\mathrm{logits}(s) = (1 - s)_+ \cdot A W^\top + b`: a pure
   change of logit scale, shrinking every logit toward the bias. If a suppression did no
   more than this, it would not be about the feature at all.
 * **others** — the dominant features of the other classes, applied to this target.
@@ -163,18 +166,22 @@ def _enhance_correct(base: torch.Tensor, acts: torch.Tensor, weight: torch.Tenso
 def class_accuracies(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                      ratios: torch.Tensor, strengths: Sequence[float] | np.ndarray,
                      direction: str = "suppress") -> np.ndarray:
-    """Per-class accuracy of the edited head for many ratio vectors and strengths at once, exactly.
+    r"""Per-class accuracy of the edited head for many ratio vectors and strengths at once, exactly.
 
-    For ratio vector ``r`` (``r_j = |c_j| / max|c|``) and normalised strength ``s``::
+    For ratio vector ``r`` (:math:`r_j = |c_j| / \max|c|`) and normalised strength ``s``:
 
-        logits_nk(s) = Σ_j a_nj w_kj f_j(s) + b_k,   f_j(s) = max(0, 1 - s r_j)  or  1 + s r_j
-        acc_k(s)     = mean_{n: y_n = k} [argmax_i logits_ni(s) == k]
+    .. math::
 
-    Enhancement is linear in ``s``: ``logits = A Wᵀ + b + s · A (W diag r)ᵀ`` (one product).
-    Suppression is linear between clamps: dimension j contributes ``a_j w_kj (1 - s r_j)``
-    for the strengths with ``s r_j < 1`` and nothing after. Walking the strengths downwards,
+        \mathrm{logits}_{nk}(s) &= \sum_j a_{nj}\, w_{kj}\, f_j(s) + b_k, \qquad
+        f_j(s) = \max(0,\ 1 - s\,r_j) \ \text{ or }\ 1 + s\,r_j \\
+        \mathrm{acc}_k(s) &= \operatorname{mean}_{n:\, y_n = k} \mathbb{1}[\operatorname{argmax}_i
+        \mathrm{logits}_{ni}(s) = k]
+
+    Enhancement is linear in ``s``: :math:`\mathrm{logits} = A W^\top + b + s \cdot A\,(W \operatorname{diag} r)^\top`
+    (one product). Suppression is linear between clamps: dimension j contributes :math:`a_j w_{kj} (1 - s\,r_j)`
+    for the strengths with :math:`s\,r_j < 1` and nothing after. Walking the strengths downwards,
     each dimension joins two running sums once (``U += A_G W_Gᵀ``, ``V += A_G (W_G diag r_G)ᵀ``
-    for the group G that turns active), and ``logits(s) = U - s V + b``: two full products
+    for the group G that turns active), and :math:`\mathrm{logits}(s) = U - s V + b`: two full products
     per ratio vector however long the grid, instead of one per strength.
 
     Parameters
@@ -191,7 +198,7 @@ def class_accuracies(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Ten
 
     Examples
     --------
-    A permutation of identical |c| values is the feature itself:
+    A permutation of identical :math:`|c|` values is the feature itself:
 
     >>> g = torch.Generator().manual_seed(0)
     >>> a, W = torch.randn(50, 4, generator=g), torch.randn(3, 4, generator=g); y = torch.arange(50) % 3
@@ -354,7 +361,7 @@ def null_comparison(summary: pd.DataFrame, nulls: pd.DataFrame, at: dict[str, fl
     ``beats_permuted`` is true when the feature's target accuracy lies beyond the
     permuted draws' central ``level`` range on the side of the edit: below its
     ``(1 - level)/2`` quantile when suppressing, above its ``(1 + level)/2`` quantile when
-    enhancing — the feature does more than random directions with the same |c|.
+    enhancing — the feature does more than random directions with the same :math:`|c|`.
 
     Parameters
     ----------

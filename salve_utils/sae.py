@@ -1,10 +1,12 @@
-"""The sparse autoencoder that turns ``a(x)`` into interpretable latents.
+r"""The sparse autoencoder that turns ``a(x)`` into interpretable latents.
 
-The paper's SAE (Flovik, 2026) is two linear layers with **no activation**::
+The paper's SAE (Flovik, 2026) is two linear layers with **no activation**:
 
-    z = E a + b_e            (encoder, d latents)
-    â = D z + b_d            (decoder, D of shape (M, d))
-    L = ||A - Â||_F^2 + λ1 ||Z||_1
+.. math::
+
+    z &= E\,a + b_e \qquad \text{(encoder, $d$ latents)} \\
+    \hat a &= D\,z + b_d \qquad \text{(decoder, $D$ of shape $(M, d)$)} \\
+    L &= \lVert A - \hat A\rVert_F^2 + \lambda_1 \lVert Z\rVert_1
 
 ``relu`` and ``topk`` encoders are offered as ablations. The decoder is an
 ``nn.Linear(d, M)``, so ``sae.decoder.weight[j, l]`` is the paper's
@@ -176,13 +178,15 @@ def train_sae(
     device: str | torch.device | None = "auto",
     progress: bool = True,
 ) -> tuple[SparseAutoencoder, pd.DataFrame]:
-    """Fit a :class:`SparseAutoencoder` to activations with Adam.
+    r"""Fit a :class:`SparseAutoencoder` to activations with Adam.
 
-    Minimises the paper's loss, averaged over the samples of each mini-batch::
+    Minimises the paper's loss, averaged over the samples of each mini-batch:
 
-        L = 1/N Σ_n ||a_n - â_n||_2^2  +  λ1 · 1/N Σ_n ||z_n||_1
+    .. math::
 
-    i.e. ``||A - Â||_F^2 + λ1 ||Z||_1`` divided by the batch size: squared error
+        L = \frac{1}{N} \sum_n \lVert a_n - \hat a_n\rVert_2^2 + \lambda_1 \cdot \frac{1}{N} \sum_n \lVert z_n\rVert_1
+
+    i.e. :math:`\lVert A - \hat A\rVert_F^2 + \lambda_1 \lVert Z\rVert_1` divided by the batch size: squared error
     summed over the M dimensions and L1 summed over the d latents, both *per
     sample*. (λ1 is therefore independent of the batch size, but not of M or d.)
 
@@ -192,10 +196,10 @@ def train_sae(
 
     **Scale of α.** Without a constraint, the L1 term can be lowered for free by
     shrinking ``Z`` and growing ``D`` by the same factor; that rescales every
-    ``|c_j|`` and so the α at which a weight edit bites. ``unit_norm_decoder=True``
+    :math:`|c_j|` and so the α at which a weight edit bites. ``unit_norm_decoder=True``
     renormalises decoder columns to unit L2 norm after every step, which fixes
     that scale. Either way, plot edit curves against the normalised strength
-    ``α · max_j |c_j|`` (:func:`normalized_strength`) to compare SAEs.
+    :math:`\alpha \cdot \max_j |c_j|` (:func:`normalized_strength`) to compare SAEs.
 
     Parameters
     ----------
@@ -212,7 +216,7 @@ def train_sae(
     -------
     sae : the trained model, on the CPU, in eval mode
     history : one row per epoch: ``epoch``, ``loss`` (= mse + λ1·l1), ``mse``
-        (mean per-sample squared error), ``l1`` (mean per-sample ||z||_1)
+        (mean per-sample squared error), ``l1`` (mean per-sample :math:`\lVert z\rVert_1`)
 
     Examples
     --------
@@ -332,9 +336,9 @@ def strength_scale(decoder_column: torch.Tensor) -> float:
 
 
 def normalized_strength(alpha: Any, decoder_column: torch.Tensor) -> Any:
-    """The scale-free edit strength ``s = α · max_j |c_j|`` (works for floats, arrays and tensors).
+    r"""The scale-free edit strength :math:`s = \alpha \cdot \max_j |c_j|` (works for floats, arrays and tensors).
 
-    At normalised strength 1 the largest-|c_j| weight column is fully zeroed by
+    At normalised strength 1 the largest-:math:`|c_j|` weight column is fully zeroed by
     a suppression edit; curves of different SAEs line up on this axis. The
     inverse is ``α = s / strength_scale(c)``.
 
