@@ -2,9 +2,12 @@
 
 The book is built from the committed chapters (``make html``'s steps, into a
 temporary folder) and served on localhost; every request to another host is
-blocked and counted. A page fails when it still shows raw TeX, an image does not
-load, the console reports an error, a traceback is printed, or an internal link
-points at nothing.
+blocked and counted. A page fails when it still shows raw TeX (typeset or left as
+``$...$`` / ``\\(`` in its text), an image does not load, the console reports an
+error, a traceback, a Python repr (``PosixPath(``, ``<matplotlib ...>``) or a
+kernel's stderr is printed, a table is wider than its column without a scroll
+container, its title is nested in parentheses or another page's, it weighs more than
+:data:`MAX_PAGE_BYTES` with its images, or an internal link points at nothing.
 
 Chromium comes from Debian (``apt-get install chromium``; ``.ci/run`` installs it)
 and is driven by Playwright. Without it the test skips and says so, except where
@@ -75,7 +78,7 @@ def server(site: Path):
 
 
 #: Counts a page's maths, typeset or not, its images and its links, in the page itself.
-PROBE = """() => {
+PROBE = r"""() => {
   const math = [...document.querySelectorAll('div.math, span.math')];
   const raw = math.filter(m => !m.querySelector('mjx-container'));
   const imgs = [...document.images];
@@ -85,12 +88,43 @@ PROBE = """() => {
     images: imgs.length,
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
     links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
+    local_images: [...new Set(imgs.map(i => i.getAttribute('src')).filter(s => s && !s.startsWith('data:')
+                                                                           && !/^[a-z]+:/.test(s)))],
     // an executed cell's error output (a docstring's doctest example on the API page is not one)
     traceback: document.querySelectorAll('.cell_output .traceback, .output.traceback').length > 0 ||
       [...document.querySelectorAll('.cell_output')].some(o => o.innerText.includes('Traceback')),
     explorers: document.querySelectorAll('.salve-explorer').length,
+    title: (document.querySelector('article h1') || {innerText: ''}).innerText.replace(/[#¶]\s*$/, '').trim(),
+    // what a reader must never see: TeX that no one typeset, Python reprs, a kernel's stderr
+    texts: (() => {
+      const article = document.querySelector('article') || document.body;
+      const copy = article.cloneNode(true);
+      copy.querySelectorAll('pre, code, script, style, .math, mjx-container, .salve-explorer').forEach(e => e.remove());
+      return copy.textContent;
+    })(),
+    reprs: [...document.querySelectorAll('.cell_output, .output')]
+      .map(o => (o.innerText.match(/PosixPath\(|<matplotlib[^>]*>|<Figure size[^>]*>|object at 0x[0-9a-f]+/) || [])[0])
+      .filter(Boolean),
+    stderr: document.querySelectorAll('.cell_output .stderr, .output.stderr, .output_stderr').length,
+    // a table wider than its column must sit in something that scrolls (itself or an ancestor up to the column)
+    overflowing: (() => {
+      const column = document.querySelector('article') || document.body;
+      const width = column.clientWidth;
+      const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX) && e.clientWidth <= width + 1;
+      return [...column.querySelectorAll('table')].filter(t => {
+        if (t.getBoundingClientRect().width <= width + 1 && t.scrollWidth <= t.clientWidth + 1) { return false; }
+        for (let e = t; e && e !== column; e = e.parentElement) { if (scrolls(e)) { return false; } }
+        return true;
+      }).map(t => `${Math.round(t.getBoundingClientRect().width)} px in ${width} px`);
+    })(),
+    tables: document.querySelectorAll('article table').length,
   };
 }"""
+
+#: TeX delimiters left in a page's text after MathJax ran (code blocks excluded).
+RAW_TEX = re.compile(r"\$[^$\s][^$\n]{0,80}?\$|\\\(|\\\[")
+#: The heaviest a page may be: its HTML plus the images it shows (the site's own assets excluded).
+MAX_PAGE_BYTES = 6 * 2**20
 
 #: Moves every control of explorer ``i`` to its last setting; returns the bars' heights before and after each move.
 MOVE = """(i) => {
@@ -118,7 +152,8 @@ def test_every_page_renders_offline(site: Path, server: str) -> None:
     assert len(pages) >= 10
     problems: list[str] = []
     totals = {"pages": 0, "math": 0, "images": 0, "links": 0, "external_blocked": 0, "explorers": 0,
-              "explorer_moves": 0}
+              "explorer_moves": 0, "tables": 0, "heaviest_page_kib": 0}
+    titles: dict[str, str] = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         context = browser.new_context()
@@ -157,6 +192,27 @@ def test_every_page_renders_offline(site: Path, server: str) -> None:
                 problems.append(f"{name}: image does not load: {src}")
             if found["traceback"]:
                 problems.append(f"{name}: shows a traceback")
+            raw_tex = RAW_TEX.findall(found["texts"])
+            problems += [f"{name}: raw TeX in the text {t!r}" for t in raw_tex[:3]]
+            problems += [f"{name}: shows a Python repr {r!r}" for r in found["reprs"]]
+            if found["stderr"]:
+                problems.append(f"{name}: shows {found['stderr']} stderr block(s)")
+            problems += [f"{name}: a table overflows its column without a scroll container ({o})"
+                         for o in found["overflowing"]]
+            totals["tables"] += found["tables"]
+            title = found["title"]
+            if re.search(r"\([^()]*\(", title) or (title.startswith("(") and title.endswith(")")):
+                problems.append(f"{name}: parenthesised title {title!r}")
+            if title and title in titles:
+                problems.append(f"{name}: the title {title!r} is also {titles[title]}'s")
+            titles.setdefault(title, name)
+            weight = len(html.encode()) + sum((site / Path(name).parent / src).stat().st_size
+                                              for src in found["local_images"]
+                                              if (site / Path(name).parent / src).is_file())
+            totals["heaviest_page_kib"] = max(totals["heaviest_page_kib"], weight // 1024)
+            if weight > MAX_PAGE_BYTES:
+                problems.append(f"{name}: weighs {weight / 2**20:.1f} MiB with its images (at most "
+                                f"{MAX_PAGE_BYTES / 2**20:.0f} MiB)")
             for i in range(found["explorers"]):  # a kernel-free explorer must redraw when a control moves
                 moves = page.evaluate(MOVE, i)
                 totals["explorers"] += 1
@@ -179,3 +235,30 @@ def test_every_page_renders_offline(site: Path, server: str) -> None:
     assert totals["math"] >= 10, "the method page alone has more formulas than that"
     assert totals["explorers"] >= 2, "the control and α_crit chapters each carry an explorer"
     assert not problems, "\n".join(problems[:40])
+
+
+@pytest.mark.slow
+def test_the_probe_sees_what_a_reader_must_not() -> None:
+    """The page probe has teeth: a repr, raw TeX, a stderr block, an unscrolled wide table, a nested title."""
+    if CHROMIUM is None:
+        _skip_or_fail("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    bad = """<html><body><article style="width: 600px"><h1>Control (Planted (ResNet-18))</h1>
+      <p>the edit at $\\alpha_{crit}$ and \\(b\\)</p>
+      <div class="cell_output"><pre>PosixPath('/tmp/x.json')</pre></div>
+      <div class="output stderr">UserWarning: Tight layout not applied</div>
+      <table style="width: 2000px"><tr><td>wide</td></tr></table>
+      <div style="overflow-x: auto; width: 600px"><table style="width: 2000px"><tr><td>scrolls</td></tr></table></div>
+    </article></body></html>"""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.set_content(bad)
+        found = page.evaluate(PROBE)
+        browser.close()
+    assert found["reprs"] == ["PosixPath("]
+    assert found["stderr"] == 1
+    assert found["overflowing"] == ["2000 px in 600 px"]  # the one in a scroll container passes
+    assert len(RAW_TEX.findall(found["texts"])) == 2
+    assert found["title"] == "Control (Planted (ResNet-18))"

@@ -268,6 +268,10 @@ def repository_buttons(theme_options: dict) -> dict:
 
 def _repository_buttons(app, config) -> None:
     repository_buttons(config.html_theme_options)
+    # The site carries no _sources/ copies (html_copy_source: false, 26 MB of executed notebooks):
+    # no download button pointing at them. The notebooks are in the repository; the tables each
+    # chapter wrote are linked at its end.
+    config.html_theme_options["use_download_button"] = False
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
