@@ -370,3 +370,23 @@ def test_verdict_changes_name_the_rule_that_moved_a_verdict() -> None:
     assert verdict_changes(before.assign(verdict="holds"), before, same, stricter).set_index("claim").loc[
         "specific", "why"].startswith("rule specific:")
     assert verdict_changes(None, after)["why"].eq("first edition").all()
+
+
+def test_the_committed_reference_claims_are_recomputed_from_its_tables_alone() -> None:
+    """Every verdict and number of the committed `cpu` claims.csv, rebuilt from data/results/cpu/ and nothing else."""
+    import re
+    from pathlib import Path
+
+    from salve_utils.claims import recompute_claims
+    from salve_utils.tables import load_table
+
+    results = Path(__file__).resolve().parents[1] / "data" / "results" / "cpu"
+    by_edition = lambda d: d.sort_values("edition", kind="stable").reset_index(drop=True)  # noqa: E731
+    published = by_edition(load_table(results, "claims").drop(columns="node"))
+    rebuilt = by_edition(recompute_claims(results))
+    pd.testing.assert_frame_equal(rebuilt, published)
+    number = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+    numbers = [n for text in published["ours"] for n in re.findall(number, text)]
+    assert [n for text in rebuilt["ours"] for n in re.findall(number, text)] == numbers
+    print(f"recomputed {len(numbers)} numbers and {len(published)} verdicts of the committed claims.csv")
+    assert len(numbers) > 300 and published["edition"].nunique() >= 4
