@@ -242,7 +242,7 @@ def test_editions_run_into_their_own_folders_and_only_selects(editions_project: 
     assert ran == ["one.a", "one.b", "one.c", "two.a", "two.b", "report"]
     assert _out(editions_project, "two.b")["value"] == 50 + 20 and _out(editions_project, "report")["value"] == 20 + 50 + 70
     chapter = nbformat.read(editions_project / "book/chapters/p/two/b.ipynb", as_version=4)
-    assert chapter.cells[0].source.startswith("# Step (Two)")  # unique page titles
+    assert chapter.cells[0].source.startswith("# Step — Two")  # unique page titles
     # --only an edition reruns its nodes; the report sees identical outputs and is skipped
     assert pipeline.run("p", editions_project, only="two", progress=False, log=lambda *_: None) == ["two.a", "two.b"]
     # --only a chain node: that node in every edition; a changed value reaches the report
