@@ -185,6 +185,8 @@ def test_every_page_renders_offline(site: Path, server: str) -> None:
             found = page.evaluate(PROBE)
             totals["pages"] += 1
             totals["math"] += found["math"]
+            if name == "book/api.html":
+                totals["api_math"] = found["math"]  # the docstrings' equations, typeset
             totals["images"] += found["images"]
             for text in found["raw"]:
                 problems.append(f"{name}: raw TeX {text!r}")
@@ -233,6 +235,7 @@ def test_every_page_renders_offline(site: Path, server: str) -> None:
         browser.close()
     print(f"browser: {totals}")
     assert totals["math"] >= 10, "the method page alone has more formulas than that"
+    assert totals.get("api_math", 0) >= 27, "the API page typesets its docstrings' 27 equation blocks"
     assert totals["explorers"] >= 2, "the control and α_crit chapters each carry an explorer"
     assert not problems, "\n".join(problems[:40])
 
