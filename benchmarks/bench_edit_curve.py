@@ -27,10 +27,10 @@ import time
 
 import torch
 
-from salve_utils.editing import edit_curve, edit_logits, edit_model
-from salve_utils.models import SalveNet, build_model
-from salve_utils.runtime import default_device
-from salve_utils.sae import SparseAutoencoder
+from salve_utils.method.editing import edit_curve, edit_logits, edit_model
+from salve_utils.method.models import SalveNet, build_model
+from salve_utils.common.runtime import default_device
+from salve_utils.method.sae import SparseAutoencoder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,11 +71,11 @@ def random_setup(args: argparse.Namespace, gen: torch.Generator):
 
 def profile_setup(args: argparse.Namespace):
     """The pipeline's own artifacts for ``--profile``: val activations, backbone, SAE, a dominant feature."""
-    from salve_utils.activations import load_activations
-    from salve_utils.data import center_resize, dataset_from_spec
-    from salve_utils.models import load_model
+    from salve_utils.method.activations import load_activations
+    from salve_utils.method.data import center_resize, dataset_from_spec
+    from salve_utils.method.models import load_model
     from salve_utils.pipeline import NodeContext
-    from salve_utils.sae import load_sae
+    from salve_utils.method.sae import load_sae
 
     ctx = NodeContext(args.profile, "benchmark", {"backbone": "backbone_resnet18", "autoencoder": "autoencoder",
                                                   "features": "discover"})

@@ -4,11 +4,11 @@ For fp32, and bf16 where the device supports it natively, it prints the throughp
 
 * a bare torchvision ResNet-18 step on a pre-made tensor (no augmentation, no
   bookkeeping), in contiguous and in channels-last memory layout;
-* our loop, ``salve_utils.models.train`` (augmentation, schedule, metrics);
+* our loop, ``salve_utils.method.models.train`` (augmentation, schedule, metrics);
 * the ratio ours / bare in the same precision and layout (channels-last, as ``train``
   uses for ResNets; target at least 0.85);
 
-then what ``precision="auto"`` chooses here (``salve_utils.models.choose_training_precision``:
+then what ``precision="auto"`` chooses here (``salve_utils.method.models.choose_training_precision``:
 measured, or read from ``<cache>/precision.json`` if this machine measured it before),
 bare-step throughput at 1 thread and at torch's default thread count, and inference
 (``predict_logits``) in fp32 and bf16 with the largest logit difference between them.
@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from salve_utils.data import ImageSet
-from salve_utils.models import TrainConfig, build_model, choose_training_precision, predict_logits, train
-from salve_utils.precision import autocast, candidates, images_per_second
-from salve_utils.runtime import default_device, describe_hardware
+from salve_utils.method.data import ImageSet
+from salve_utils.method.models import TrainConfig, build_model, choose_training_precision, predict_logits, train
+from salve_utils.method.precision import autocast, candidates, images_per_second
+from salve_utils.common.runtime import default_device, describe_hardware
 
 
 def bare_images_per_second(steps: dict[str, Callable[[], None]], batch: int, n: int, rounds: int,

@@ -1,7 +1,7 @@
 """Backbone runs on a GPU: the paper profile's settings at 224 px, and checks of the cpu profile's recipes.
 
 This is the script behind ``benchmarks/results/gpu-*.json`` (one NVIDIA H200,
-2026-11-26). It trains with ``salve_utils.models.train_or_load`` — the code path
+2026-11-26). It trains with ``salve_utils.method.models.train_or_load`` — the code path
 of the backbone chapter — from the Imagenette copy in ``$SALVE_DATA_ROOT`` and
 writes one JSON record per run (settings, wall time, validation accuracy, per-class
 accuracy, history) to ``--out``. Runs that would not fit the time budget are
@@ -21,8 +21,8 @@ import traceback
 
 import torch
 
-from salve_utils.data import load_imagenette
-from salve_utils.models import TrainConfig, evaluate, train_or_load
+from salve_utils.method.data import load_imagenette
+from salve_utils.method.models import TrainConfig, evaluate, train_or_load
 
 C = TrainConfig
 VIT_CPU = dict(optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup=0.1, grad_clip=1.0, batch_size=128,

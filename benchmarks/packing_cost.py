@@ -2,11 +2,11 @@
 
 Trains ResNet-18 twice with one configuration and seed -- once on the original
 JPEGs (``$SALVE_DATA_ROOT``), once on the device pack's WebPs (``.stage``, see
-``salve_utils.devicepack``) -- and evaluates each on its own validation images
+``salve_utils.pipeline.devicepack``) -- and evaluates each on its own validation images
 (what the GPU edition does: it trains and evaluates on the pack) and on the
 original ones. The validation images are the same 3,925 in the same order, so the
 accuracy difference gets a paired bootstrap interval (resampling images); each
-accuracy gets its exact bootstrap interval (``salve_utils.stats``). The interval
+accuracy gets its exact bootstrap interval (``salve_utils.study.stats``). The interval
 covers the choice of validation images only, not the run-to-run spread of
 training (another seed moves a CPU-sized run by about a point).
 
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from salve_utils import devicepack
-from salve_utils.data import load_imagenette
-from salve_utils.models import TrainConfig, evaluate, train_or_load
-from salve_utils.stats import accuracy_interval
+from salve_utils.pipeline import devicepack
+from salve_utils.method.data import load_imagenette
+from salve_utils.method.models import TrainConfig, evaluate, train_or_load
+from salve_utils.study.stats import accuracy_interval
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray, draws: int = 10_000, level: float = 0.95,

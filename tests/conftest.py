@@ -25,7 +25,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def planted_small():
-    from salve_utils.data import make_planted_parts
+    from salve_utils.method.data import make_planted_parts
 
     return make_planted_parts("train", 32, n_per_class=8, seed=0), make_planted_parts("val", 32, n_per_class=4)
 
@@ -33,7 +33,7 @@ def planted_small():
 @pytest.fixture(scope="module")
 def resnet():
     """A ResNet-18 with the CIFAR stem for 32 px images of three classes, in eval mode."""
-    from salve_utils.models import build_model
+    from salve_utils.method.models import build_model
 
     torch.manual_seed(0)
     return build_model("resnet18", ["a", "b", "c"], image_size=32, stem="cifar").eval()
@@ -59,8 +59,8 @@ def head():
 @pytest.fixture(scope="module")
 def tiny_model():
     """A ten-class ResNet-18 (CIFAR stem, 32 px), three images and an untrained SAE on its 512-d head input."""
-    from salve_utils.models import build_model
-    from salve_utils.sae import SparseAutoencoder
+    from salve_utils.method.models import build_model
+    from salve_utils.method.sae import SparseAutoencoder
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -73,8 +73,8 @@ def tiny_model():
 @pytest.fixture(scope="module")
 def toy():
     """Activations of 3 classes that a linear head separates, and an SAE trained on them."""
-    from salve_utils import sae as sae_lib
-    from salve_utils.activations import Activations
+    from salve_utils.method import sae as sae_lib
+    from salve_utils.method.activations import Activations
 
     g = torch.Generator().manual_seed(0)
     centres = torch.randn(3, 12, generator=g) * 3

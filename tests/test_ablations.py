@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils import ablations, atlas, deep
-from salve_utils.editing import edit_curve, edit_weights
-from salve_utils.nulls import feature_ratios
-from salve_utils.verdicts import Thresholds
+from salve_utils.study import ablations, atlas, deep
+from salve_utils.method.editing import edit_curve, edit_weights
+from salve_utils.study.nulls import feature_ratios
+from salve_utils.study.verdicts import Thresholds
 
 
 def _direct(acts, labels, weight, bias, r, s, rows, target):
@@ -156,7 +156,7 @@ def test_variant_nulls_carry_the_uniform_direction_and_the_judge_names_only_what
 
 
 def test_the_summary_names_the_variants_that_rescue_the_goal_with_their_verdicts() -> None:
-    from salve_utils import report
+    from salve_utils.study import report
 
     t = pd.DataFrame({"variant": ["paper (Eq. 1)", "own row", "centred bias"], "classes": [20, 20, 20],
                       "reached": [10, 20, 17], "rescued": [0, 20, 16],

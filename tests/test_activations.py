@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from salve_utils import activations, models
+from salve_utils.method import activations, models
 
 
 def test_cached_activations_reproduce_model_logits(planted_small, tmp_path) -> None:
@@ -32,7 +32,7 @@ def test_vit_activations_reproduce_logits(planted_small, tmp_path) -> None:
 
 
 def test_cache_key_keeps_the_existing_keys_and_changes_with_the_code_version(monkeypatch) -> None:
-    from salve_utils import runtime
+    from salve_utils.common import runtime
 
     path = activations.activations_cache_path("resnet18", "c" * 64, "planted", "t" * 16, "v" * 16, 32)
     assert path.name == "resnet18-planted-4a144c39e39e1103.pt"  # the key caches were written under before versions

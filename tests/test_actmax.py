@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from salve_utils.actmax import activation_maximization, gallery_scores, maximize
-from salve_utils.gradfam import class_target, latent_target
-from salve_utils.models import build_model
-from salve_utils.sae import SparseAutoencoder
+from salve_utils.method.actmax import activation_maximization, gallery_scores, maximize
+from salve_utils.method.gradfam import class_target, latent_target
+from salve_utils.method.models import build_model
+from salve_utils.method.sae import SparseAutoencoder
 
 CLASSES = ["a", "b", "c"]
 # 32 px images: a 2 px jitter plays the part of the default 8 px at 128 px

@@ -1,4 +1,4 @@
-"""Tests of salve_utils.alpha: the linear, exact and decision-flip α_crit, the empirical grid + bisection
+"""Tests of salve_utils.method.alpha: the linear, exact and decision-flip α_crit, the empirical grid + bisection
 on a real edited network, and the per-class tables."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils.alpha import (
+from salve_utils.method.alpha import (
     CLASS_COLUMNS,
     alpha_crit,
     alpha_crit_agreement,
@@ -21,8 +21,8 @@ from salve_utils.alpha import (
     empirical_alpha_crit,
     suppress_strength,
 )
-from salve_utils.activations import Activations
-from salve_utils.editing import feature_curves, operating_points
+from salve_utils.method.activations import Activations
+from salve_utils.method.editing import feature_curves, operating_points
 
 CLASSES = [f"class{i}" for i in range(10)]
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils import ablations, arms, planted_head
-from salve_utils.activations import Activations
-from salve_utils.verdicts import Thresholds
+from salve_utils.study import ablations, arms, planted_head
+from salve_utils.method.activations import Activations
+from salve_utils.study.verdicts import Thresholds
 
 K = 4
 BIAS = torch.tensor([0.0, 0.05, 0.10, 0.15])

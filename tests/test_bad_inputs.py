@@ -22,9 +22,10 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from salve_utils import pipeline, runtime
-from salve_utils.data import _decode_folder
-from salve_utils.sae import SparseAutoencoder, load_sae, sae_metrics, save_sae, train_sae
+from salve_utils import pipeline
+from salve_utils.common import runtime
+from salve_utils.method.data import _decode_folder
+from salve_utils.method.sae import SparseAutoencoder, load_sae, sae_metrics, save_sae, train_sae
 
 ROOT = Path(__file__).resolve().parents[1]
 SAE = "data/artifacts/smoke/resnet18-planted/autoencoder/sae.pt"
@@ -279,7 +280,7 @@ def test_bad_input_is_refused_fast_naming_the_fix_and_publishes_nothing(name: st
 
 
 def _tiny_set():
-    from salve_utils.data import ImageSet
+    from salve_utils.method.data import ImageSet
 
     return ImageSet(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"], "tiny", "train")
 
@@ -288,7 +289,7 @@ KEY = {"dataset": "tiny", "split": "train", "size": 8, "listing": "x", "v": 1}
 
 
 def test_a_damaged_cache_is_named_discarded_and_rebuilt() -> None:
-    from salve_utils.data import _cached, dataset_cache_path
+    from salve_utils.method.data import _cached, dataset_cache_path
 
     built = []
     _cached(KEY, lambda: built.append(1) or _tiny_set())
@@ -302,7 +303,7 @@ def test_a_damaged_cache_is_named_discarded_and_rebuilt() -> None:
 
 
 def test_a_cache_written_before_checksums_still_loads_and_gets_its_checksum() -> None:
-    from salve_utils.data import _cached, dataset_cache_path
+    from salve_utils.method.data import _cached, dataset_cache_path
 
     path = dataset_cache_path(KEY)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,7 +331,7 @@ def test_status_sees_a_recorded_artifact_whose_bytes_changed(project: Path) -> N
 def test_every_numeric_or_choice_parameter_has_a_rule_that_its_default_obeys() -> None:
     import ast
 
-    from salve_utils.models import ARCHITECTURES
+    from salve_utils.method.models import ARCHITECTURES
 
     graph = pipeline.load_graph(ROOT)
     declared: set[str] = set()
@@ -345,6 +346,6 @@ def test_every_numeric_or_choice_parameter_has_a_rule_that_its_default_obeys() -
                 assert pipeline.check_value(name, default) is None, f"{path.name}: default {name}={default!r}"
     assert set(pipeline.PARAM_RULES) <= declared, "a rule for a parameter no notebook declares"
     assert set(pipeline.PARAM_RULES["arch"]) == set(ARCHITECTURES)
-    from salve_utils.data import dataset_classes
+    from salve_utils.method.data import dataset_classes
 
     assert all(dataset_classes(name) for name in pipeline.PARAM_RULES["dataset"])

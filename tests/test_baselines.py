@@ -1,4 +1,4 @@
-"""Tests of salve_utils.baselines: the four methods on one interface, matching efficacy, trade-offs, specificity."""
+"""Tests of salve_utils.study.baselines: the four methods on one interface, matching efficacy, trade-offs, specificity."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils import baselines as bl
-from salve_utils.activations import Activations
-from salve_utils.editing import edit_weights
-from salve_utils.sae import SparseAutoencoder
+from salve_utils.study import baselines as bl
+from salve_utils.method.activations import Activations
+from salve_utils.method.editing import edit_weights
+from salve_utils.method.sae import SparseAutoencoder
 
 
 @pytest.fixture

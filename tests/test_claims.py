@@ -1,4 +1,4 @@
-"""The judges of salve_utils.claims on small fixture tables: each verdict of each rule, produced on purpose."""
+"""The judges of salve_utils.study.claims on small fixture tables: each verdict of each rule, produced on purpose."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salve_utils.claims import Measured, claim_inputs, claims, judge_alpha, judge_baselines, judge_enhance, judge_planted, \
+from salve_utils.study.claims import Measured, claim_inputs, claims, judge_alpha, judge_baselines, judge_enhance, judge_planted, \
     judge_planted_tower, judge_seeds, judge_specific, judge_suppress, judge_tower
-from salve_utils.verdicts import Thresholds
+from salve_utils.study.verdicts import Thresholds
 
 CLASSES = ["a", "b", "c", "d"]
 STRENGTHS = [0.0, 0.5, 1.0, 2.0]
@@ -328,8 +328,8 @@ def test_a_class_already_at_the_target_before_any_edit_is_left_out_of_suppress()
 def test_claims_are_recomputed_from_a_results_folder_alone_in_either_table_format(tmp_path) -> None:
     import json
 
-    from salve_utils.claims import recompute_claims
-    from salve_utils.tables import table_path, write_table
+    from salve_utils.study.claims import recompute_claims
+    from salve_utils.common.tables import table_path, write_table
 
     m = _enhance(0.9, 0.5)
     m.records["features"] = {"tower_classes": ["a", "b"], "tower": 7, "tower_passes": True}
@@ -351,7 +351,7 @@ def test_claims_are_recomputed_from_a_results_folder_alone_in_either_table_forma
 
 
 def test_verdict_changes_name_the_rule_that_moved_a_verdict() -> None:
-    from salve_utils.claims import rule_fingerprints, verdict_changes
+    from salve_utils.study.claims import rule_fingerprints, verdict_changes
 
     before = pd.DataFrame({"edition": ["e"] * 3, "claim": ["specific", "alpha", "baselines"],
                            "verdict": ["partly", "partly", "does not hold"]})
@@ -377,8 +377,8 @@ def test_the_committed_reference_claims_are_recomputed_from_its_tables_alone() -
     import re
     from pathlib import Path
 
-    from salve_utils.claims import recompute_claims
-    from salve_utils.tables import load_table
+    from salve_utils.study.claims import recompute_claims
+    from salve_utils.common.tables import load_table
 
     results = Path(__file__).resolve().parents[1] / "data" / "results" / "cpu"
     by_edition = lambda d: d.sort_values("edition", kind="stable").reset_index(drop=True)  # noqa: E731

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from salve_utils import data
+from salve_utils.method import data
 
 from conftest import imagenette_root
 
@@ -231,8 +231,8 @@ def test_dataset_classes_need_no_images() -> None:
 
 
 def test_dataset_cache_key_keeps_the_existing_keys_and_changes_with_the_code_version(monkeypatch) -> None:
-    from salve_utils import runtime
-    from salve_utils.data import dataset_cache_path
+    from salve_utils.common import runtime
+    from salve_utils.method.data import dataset_cache_path
 
     key = {"dataset": "imagenette", "split": "train", "size": 160, "listing": "l" * 16, "v": 1}
     assert dataset_cache_path(key).name == "imagenette-train-160px-735b689bc4755699.pt"  # as before versions

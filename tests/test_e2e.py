@@ -62,7 +62,7 @@ def test_every_chapter_ran_without_errors_and_was_built(built_project: Path) -> 
 
 @pytest.mark.slow
 def test_result_tables_follow_their_schemas(built_project: Path) -> None:
-    from salve_utils.tables import load_table
+    from salve_utils.common.tables import load_table
 
     results = built_project / "data/results/smoke/resnet18-planted"
     schemas = {
@@ -106,7 +106,7 @@ def test_result_tables_follow_their_schemas(built_project: Path) -> None:
     assert all("ResNet-18 on planted parts" in a and "ViT on planted parts" in a for a in answer["answer"])
     claims = load_table(results.parent, "claims")
     assert set(claims["edition"]) == {"resnet18-planted", "vit-planted"}
-    from salve_utils.verdicts import KINDS, OTHER_KINDS
+    from salve_utils.study.verdicts import KINDS, OTHER_KINDS
 
     assert set(claims["verdict"]) <= set(KINDS + OTHER_KINDS)  # every verdict is a kind of the rulebook
     nulls = load_table(results, "null_edits")
@@ -127,8 +127,8 @@ def test_every_number_of_the_claims_table_is_recomputed_from_the_committed_table
 
     import pandas as pd
 
-    from salve_utils.claims import recompute_claims
-    from salve_utils.tables import load_table
+    from salve_utils.study.claims import recompute_claims
+    from salve_utils.common.tables import load_table
 
     results = built_project / "data/results/smoke"
     copy = built_project.parent / "results-only"  # only the results folder: no artifacts, caches or chapters

@@ -1,20 +1,20 @@
-"""Tests of salve_utils.editing: Eq. 1, permanence and sweeps on cached activations (α_crit: test_alpha.py)."""
+"""Tests of salve_utils.method.editing: Eq. 1, permanence and sweeps on cached activations (α_crit: test_alpha.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import salve_utils.editing as editing
-from salve_utils.editing import (
+import salve_utils.method.editing as editing
+from salve_utils.method.editing import (
     edit_curve,
     edit_logits,
     edit_model,
     edit_weights,
     per_class_accuracy,
 )
-from salve_utils.models import load_model, save_model
-from salve_utils.sae import SparseAutoencoder
+from salve_utils.method.models import load_model, save_model
+from salve_utils.method.sae import SparseAutoencoder
 
 CLASSES = [f"class{i}" for i in range(10)]
 

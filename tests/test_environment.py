@@ -35,7 +35,7 @@ def test_dirty_flag_counts_code_and_notebooks_not_outputs(tmp_path) -> None:
     """Provenance says ``+dirty`` for a changed or new module, not for the runner's own outputs."""
     import subprocess
 
-    from salve_utils.runtime import git_commit
+    from salve_utils.common.runtime import git_commit
 
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     (tmp_path / "salve_utils").mkdir()

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salve_utils import explorer, plotting, report
+from salve_utils.figures import explorer, plotting
+from salve_utils.study import report
 
 
 def _sweep() -> pd.DataFrame:

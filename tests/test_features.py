@@ -1,4 +1,4 @@
-"""Tests of salve_utils.features: class means, dominant/shared features, part recovery."""
+"""Tests of salve_utils.method.features: class means, dominant/shared features, part recovery."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils.features import (
+from salve_utils.method.features import (
     class_mean_latents,
     dominant_features,
     effect_rank,
@@ -18,7 +18,7 @@ from salve_utils.features import (
     standardised_means,
     tower_search,
 )
-from salve_utils.sae import SparseAutoencoder
+from salve_utils.method.sae import SparseAutoencoder
 
 
 def test_class_mean_latents_matches_loops_and_refuses_empty_classes():
@@ -216,10 +216,10 @@ def test_part_recovery_handles_constant_parts_and_latents():
 
 
 def test_latent_effects_edits_every_latent_and_shifts_the_interval():
-    from salve_utils.activations import Activations
-    from salve_utils.editing import edit_curve
-    from salve_utils.sae import strength_scale
-    from salve_utils.stats import accuracy_interval
+    from salve_utils.method.activations import Activations
+    from salve_utils.method.editing import edit_curve
+    from salve_utils.method.sae import strength_scale
+    from salve_utils.study.stats import accuracy_interval
 
     torch.manual_seed(6)
     x = torch.rand(90, 6)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from salve_utils import devicepack, gpu_edition
-from salve_utils.data import IMAGENETTE_CLASSES, load_imagenette
+from salve_utils.pipeline import devicepack, gpu_edition
+from salve_utils.method.data import IMAGENETTE_CLASSES, load_imagenette
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from salve_utils.gradfam import class_target, grad_cam, grad_fam, latent_target, overlay
-from salve_utils.models import build_model
-from salve_utils.sae import SparseAutoencoder
+from salve_utils.method.gradfam import class_target, grad_cam, grad_fam, latent_target, overlay
+from salve_utils.method.models import build_model
+from salve_utils.method.sae import SparseAutoencoder
 
 CLASSES = ["a", "b", "c"]
 

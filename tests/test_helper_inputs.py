@@ -21,8 +21,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from salve_utils import actmax, alpha, baselines, editing, features, gradfam, sae
-from salve_utils.activations import Activations
+from salve_utils.method import actmax, alpha, editing, features, gradfam, sae
+from salve_utils.study import baselines
+from salve_utils.method.activations import Activations
 
 NAN, INF = float("nan"), float("inf")
 K, M, D = 3, 4, 2  # classes, head width, latents

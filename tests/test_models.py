@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from salve_utils import models
+from salve_utils.method import models
 
 CLASSES = [f"c{i}" for i in range(10)]
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils import nulls
-from salve_utils.activations import Activations
-from salve_utils.editing import edit_curve, feature_curves, operating_points
-from salve_utils.models import per_class_accuracy
+from salve_utils.study import nulls
+from salve_utils.method.activations import Activations
+from salve_utils.method.editing import edit_curve, feature_curves, operating_points
+from salve_utils.method.models import per_class_accuracy
 
 
 class Decoder:

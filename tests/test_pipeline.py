@@ -321,7 +321,7 @@ def test_sweep_tables_are_parquet_with_the_same_guarantees_and_the_same_numbers_
     """Blocks per node, node order, byte-identical rewrites, own-row hash; read back as the CSV would be."""
     import pandas as pd
 
-    from salve_utils import tables
+    from salve_utils.common import tables
 
     (tmp_path / "notebooks").mkdir()
     rows = pd.DataFrame({"feature_role": ["dominant:a", "dominant:b"], "strength": [0.1, 2 / 3],
@@ -520,7 +520,7 @@ def test_check_warns_about_a_profile_that_sets_nothing(project: Path, capsys) ->
 
 
 def test_long_loops_report_progress_that_the_runner_shows_with_a_measured_eta(tmp_path: Path, monkeypatch) -> None:
-    from salve_utils import runtime
+    from salve_utils.common import runtime
 
     path = tmp_path / "progress.jsonl"
     monkeypatch.setenv(runtime.PROGRESS_FILE, str(path))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from salve_utils import activations, data, editing, features, models
-from salve_utils import sae as sae_lib
+from salve_utils.method import activations, data, editing, features, models
+from salve_utils.method import sae as sae_lib
 
 
 @pytest.fixture(scope="module")

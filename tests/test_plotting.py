@@ -10,7 +10,7 @@ import pandas as pd
 
 matplotlib.use("Agg")
 
-from salve_utils import plotting  # noqa: E402
+from salve_utils.figures import plotting  # noqa: E402
 
 
 def _curves(n_classes: int, roles: tuple[str, ...]) -> pd.DataFrame:

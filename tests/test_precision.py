@@ -8,8 +8,8 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
-from salve_utils import models, precision
-from salve_utils.runtime import cache_dir, hash_file, hash_json
+from salve_utils.method import models, precision
+from salve_utils.common.runtime import cache_dir, hash_file, hash_json
 
 
 def _tiny(planted_small, precision_: str, epochs: int = 1):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils import alpha, editing, features, sae as sae_lib
+from salve_utils.method import alpha, editing, features, sae as sae_lib
 
 
 def test_feature_curves_use_the_exact_strength_grid_and_match_edit_curve(toy) -> None:
@@ -62,7 +62,7 @@ def test_alpha_crit_summary_and_agreement_ignore_images_already_at_zero() -> Non
 
 
 def test_alpha_crit_table_refuses_misaligned_images(toy) -> None:
-    from salve_utils.data import ImageSet
+    from salve_utils.method.data import ImageSet
 
     acts, ae = toy
     images = ImageSet(torch.zeros(len(acts.val_labels), 3, 8, 8, dtype=torch.uint8), acts.val_labels.flip(0),
@@ -123,7 +123,7 @@ def _claims(verdicts: dict[str, str]) -> pd.DataFrame:
 
 
 def test_claims_by_edition_lays_editions_side_by_side_and_judges_the_transfer_by_rule() -> None:
-    from salve_utils import report
+    from salve_utils.study import report
 
     resnet = _claims({"baseline": "differs", "suppress": "does not hold", "specific": "holds", "enhance": "partly"})
     vit = _claims({"baseline": "differs", "suppress": "partly", "specific": "holds", "enhance": "partly"})
@@ -152,8 +152,8 @@ def test_claims_by_edition_lays_editions_side_by_side_and_judges_the_transfer_by
 
 
 def test_the_summary_table_is_verdicts_only_and_each_edition_folds_its_measurements() -> None:
-    from salve_utils import report
-    from salve_utils.claims import CLAIM_NAMES, PAPER_CLAIMS
+    from salve_utils.study import report
+    from salve_utils.study.claims import CLAIM_NAMES, PAPER_CLAIMS
 
     assert set(CLAIM_NAMES) == set(PAPER_CLAIMS), "every claim needs a reader's name"
     resnet = _claims({"baseline": "differs", "suppress": "does not hold: 0 of 10 classes"})
@@ -169,7 +169,7 @@ def test_the_summary_table_is_verdicts_only_and_each_edition_folds_its_measureme
 
 
 def test_backbone_pair_needs_the_same_dataset() -> None:
-    from salve_utils import report
+    from salve_utils.study import report
 
     specs = {"a": {"arch": "resnet18", "dataset": "cifar100"}, "b": {"arch": "vit_small", "dataset": "imagenette"},
              "c": {"arch": "resnet18", "dataset": "imagenette"}}

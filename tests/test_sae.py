@@ -1,11 +1,11 @@
-"""Tests of salve_utils.sae: the SAE, its loss, training, metrics and files."""
+"""Tests of salve_utils.method.sae: the SAE, its loss, training, metrics and files."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from salve_utils.sae import (
+from salve_utils.method.sae import (
     SparseAutoencoder,
     _loss_terms,
     load_sae,
@@ -212,7 +212,7 @@ def test_save_rejects_unloadable_meta_and_load_rejects_other_files(tmp_path):
 
 
 def test_an_sae_saved_twice_is_the_same_bytes_with_a_checksum_that_load_verifies(tmp_path):
-    from salve_utils.runtime import CorruptArtifact, checksum_path, hash_file
+    from salve_utils.common.runtime import CorruptArtifact, checksum_path, hash_file
 
     sae = SparseAutoencoder(3, 2)
     first, second = save_sae(sae, tmp_path / "a.pt", seed=0), save_sae(sae, tmp_path / "b.pt", seed=0)

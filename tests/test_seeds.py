@@ -1,5 +1,5 @@
-"""Tests of salve_utils.seeds (matching latents across autoencoder seeds, outcomes, spreads, bands) and of the
-planted-parts known answers in salve_utils.features."""
+"""Tests of salve_utils.study.seeds (matching latents across autoencoder seeds, outcomes, spreads, bands) and of the
+planted-parts known answers in salve_utils.method.features."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from salve_utils import editing, features, seeds
-from salve_utils.sae import SparseAutoencoder
+from salve_utils.method import editing, features
+from salve_utils.study import seeds
+from salve_utils.method.sae import SparseAutoencoder
 
 
 # --------------------------------------------------------------------------- matching

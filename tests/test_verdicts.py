@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salve_utils import verdicts
-from salve_utils.verdicts import Thresholds, beats_null, rulebook, share, specificity, supported, weakest, within
+from salve_utils.study import verdicts
+from salve_utils.study.verdicts import Thresholds, beats_null, rulebook, share, specificity, supported, weakest, within
 
 ROOT = Path(__file__).resolve().parents[1]
 TH = Thresholds()

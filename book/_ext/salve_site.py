@@ -75,7 +75,7 @@ def table_links(docname: str, tables, root: Path = ROOT) -> str:
             "(a table several chapters write to carries a `node` column naming the chapter of each row):\n\n"
             + "\n".join(items) + "\n"
             + ("\nA Parquet table reads as `pandas.read_parquet(path)` (with pyarrow), or as the pipeline reads it, "
-               "`salve_utils.tables.read_table_file(path)` (the same numbers as a CSV, to six significant digits).\n"
+               "`salve_utils.common.tables.read_table_file(path)` (the same numbers as a CSV, to six significant digits).\n"
                if parquet else ""))
 
 
@@ -84,11 +84,11 @@ RULEBOOK_MARKER = "<!-- rulebook -->"
 
 
 def rulebook_markdown() -> str:
-    """The rulebook (``salve_utils.verdicts.rulebook``, default thresholds) as a Markdown table."""
+    """The rulebook (``salve_utils.study.verdicts.rulebook``, default thresholds) as a Markdown table."""
     import sys
 
     sys.path.insert(0, str(ROOT))
-    from salve_utils.verdicts import rulebook
+    from salve_utils.study.verdicts import rulebook
 
     table = rulebook()
     cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
@@ -170,7 +170,7 @@ def write_verdict_grid(profile: str, root: Path = ROOT, out: Path = VERDICTS_SVG
     import pandas as pd
 
     from salve_utils.pipeline import load_profile
-    from salve_utils.plotting import verdict_grid
+    from salve_utils.figures.plotting import verdict_grid
 
     path = root / "data" / "results" / profile / "claims.csv"
     if not path.is_file():
