@@ -1,33 +1,58 @@
-"""salve_utils: the helpers behind the reproducible SALVE report.
-
-One module per stage of the method (Flovik, ICLR 2026):
+"""salve_utils: the helpers behind the reproducible SALVE report, in four layers.
 
 =================  ===========================================================
-``data``           Imagenette, CIFAR-100, the synthetic planted-parts set
-``models``         ResNet-18 / ViT backbones, training, evaluation
-``precision``      fp32 or bf16 chosen by measurement; training time estimates
-``activations``    a(x), the input of the final linear layer, cached
-``sae``            the sparse autoencoder  L = ||A - Â||² + λ||Z||₁
-``features``       class-mean latents μ_k, dominant and shared features, the Tower
-``gradfam``        Grad-FAM heatmaps (Grad-CAM with an SAE latent as target)
-``actmax``         activation-maximisation images of a latent
-``editing``        the permanent weight edit and its accuracy curves
-``alpha``          α_crit: analytic, exact (logit zero, decision flip), empirical
-``baselines``      SALVE, steering, a ROME-style edit, zero row at matched efficacy
-``nulls``          null edits: permuted |c|, the uniform direction, other features
-``seeds``          robustness over autoencoder seeds
-``ablations``      the edit with one design choice changed, judged by the rulebook
-``atlas``          every latent against every class; composition of edits
-``deep``           Eq. 1 one layer deeper (ResNet-18 layer3 -> layer4)
-``stats``          bootstrap intervals of accuracies
-``verdicts``       the rulebook: thresholds and rules for every verdict
-``claims``         each claim of the paper judged on one edition's tables
-``report``         the editions side by side
-``plotting``       figures with consistent class colours
-``pipeline``       the papermill runner that builds the book
-``validation``     the argument checks every method function calls
-``tables``         result tables on disk: CSV or Parquet, read alike
+``method``         the paper's method on its own: autoencoder, class-mean features,
+                   Grad-FAM, activation maximisation, the edit, α_crit (+ data, models)
+``study``          judging the method: nulls, intervals, the rulebook, claims,
+                   baselines, seeds, ablations, oracle and sparse arms, report
+``figures``        the report's figures, one module per kind of figure
+``pipeline``       the papermill runner that builds the book, and a chapter's set-up
+``common``         files, caches, hashes, devices, progress, result tables
 =================  ===========================================================
+
+Each layer imports only the layers above it in this list's reverse order:
+``common`` <- ``method`` <- ``study`` <- ``figures`` <- ``pipeline``.
+
+The method's public functions (fifteen) are importable from here (loaded on first use, so
+``import salve_utils.pipeline`` stays light)::
+
+    from salve_utils import load_activations, train_sae, class_mean_latents, dominant_features, edit_curve
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+#: the method's public functions (see :mod:`salve_utils.method`)
+METHOD = (
+    "SparseAutoencoder",
+    "activation_maximization",
+    "alpha_crit",
+    "class_mean_latents",
+    "dominant_features",
+    "edit_curve",
+    "edit_logits",
+    "edit_model",
+    "edit_weights",
+    "extract_activations",
+    "grad_fam",
+    "load_activations",
+    "sae_metrics",
+    "shared_features",
+    "train_sae",
+)
+
+__all__ = list(METHOD)
+
+
+def __getattr__(name: str) -> Any:
+    if name in METHOD:
+        return getattr(importlib.import_module(".method", __name__), name)
+    raise AttributeError(f"module 'salve_utils' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(METHOD))

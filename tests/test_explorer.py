@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salve_utils.figures import explorer, plotting
+from salve_utils import figures
+from salve_utils.figures import explorer
 from salve_utils.study import report
 
 
@@ -27,7 +28,7 @@ def _sweep() -> pd.DataFrame:
 
 
 def test_accuracy_explorer_carries_every_state_of_the_sweep() -> None:
-    ex = explorer.accuracy_explorer(_sweep(), palette=plotting.class_palette(["a", "b", "c"]))
+    ex = explorer.accuracy_explorer(_sweep(), palette=figures.class_palette(["a", "b", "c"]))
     assert ex.shape == (2, 2, 3, 3)
     assert list(ex.controls["direction"]) == ["suppress", "enhance"]
     np.testing.assert_allclose(ex.state(feature="dominant:b", direction="suppress", strength=2.0), [0.9, 0.1, 0.9])
@@ -35,7 +36,7 @@ def test_accuracy_explorer_carries_every_state_of_the_sweep() -> None:
     page = ex._repr_html_()
     spec = json.loads(re.search(r'<script type="application/json">(.*?)</script>', page).group(1))
     assert len(spec["values"]) == 2 * 2 * 3 and spec["names"] == ["feature", "direction", "strength"]
-    assert page == explorer.accuracy_explorer(_sweep(), palette=plotting.class_palette(["a", "b", "c"]))._repr_html_()
+    assert page == explorer.accuracy_explorer(_sweep(), palette=figures.class_palette(["a", "b", "c"]))._repr_html_()
     assert "http" not in page  # nothing to fetch: no CDN, no kernel
 
 
@@ -96,7 +97,7 @@ def test_verdicts_are_coloured_by_kind() -> None:
     assert report.verdict_css("does not hold: x") == f"background-color: {report.VERDICT_COLOURS['does not hold']}"
     claims = pd.DataFrame({"claim": ["a", "b", "c"], "E: verdict": ["holds: x", "—", "differs: 89%"],
                            "F: verdict": ["partly: y", "holds", "not comparable: z"]})
-    fig = plotting.verdict_grid(claims, ["E", "F"])
+    fig = figures.verdict_grid(claims, ["E", "F"])
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["holds", "differs", "partly", "holds", "not comparable"]  # only "—" stays blank
     for kind in ("holds", "partly", "does not hold", "differs", "not comparable", "not tested"):

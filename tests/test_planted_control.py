@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from salve_utils.method import activations, data, editing, features, models
+from salve_utils.study import parts
 from salve_utils.method import sae as sae_lib
 
 
@@ -44,12 +45,12 @@ def test_the_autoencoder_recovers_the_planted_parts(planted_run) -> None:
     val, acts, ae, _ = planted_run
     with torch.no_grad():
         z = ae.encode(acts.val)
-    recovery = features.part_recovery(z, val.part_labels, val.parts)
+    recovery = parts.part_recovery(z, val.part_labels, val.parts)
     print("best latent per planted part:\n" + recovery.round(2).to_string(index=False))
     assert recovery["abs_corr"].median() >= 0.5
     assert recovery["abs_corr"].min() >= 0.3
     # a latent chosen at random tracks a part far worse: the recovery is not an artefact of many latents
-    shuffled = features.part_recovery(z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))],
+    shuffled = parts.part_recovery(z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))],
                                       val.part_labels, val.parts)
     assert shuffled["abs_corr"].median() < 0.2
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from salve_utils.method import alpha, editing, features, sae as sae_lib
+from salve_utils.study import parts
 
 
 def test_feature_curves_use_the_exact_strength_grid_and_match_edit_curve(toy) -> None:
@@ -108,13 +109,13 @@ def test_target_and_others_reads_the_class_by_class_matrix(toy) -> None:
 def test_part_suppression_marks_the_carriers(toy) -> None:
     acts, ae = toy
     assignment = pd.DataFrame({"part": ["p", "q"], "feature": [0, -1], "corr": [0.9, np.nan], "abs_corr": [0.9, np.nan]})
-    effect = features.part_suppression(acts, ae, assignment, {"a": ("p",), "b": ("q",)}, strength=1.0)
+    effect = parts.part_suppression(acts, ae, assignment, {"a": ("p",), "b": ("q",)}, strength=1.0)
     assert set(effect["part"]) == {"p"}  # a part without a latent is not suppressed
     assert effect.set_index("class")["carries"].to_dict() == {"a": True, "b": False, "c": False}
     assert (effect["strength"] == 1.0).all() and effect["class"].tolist() == ["a", "b", "c"]
     assert ((effect["after_lo"] <= effect["after"]) & (effect["after"] <= effect["after_hi"])).all()
     with pytest.raises(ValueError, match="no part a latent"):
-        features.part_suppression(acts, ae, assignment.iloc[1:], {}, strength=1.0)
+        parts.part_suppression(acts, ae, assignment.iloc[1:], {}, strength=1.0)
 
 
 def _claims(verdicts: dict[str, str]) -> pd.DataFrame:

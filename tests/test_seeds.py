@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from salve_utils.method import editing, features
+from salve_utils.study import parts
 from salve_utils.study import seeds
 from salve_utils.method.sae import SparseAutoencoder
 
@@ -170,13 +171,13 @@ def _effect(changes: dict[str, float], carriers: set[str]) -> pd.DataFrame:
 
 def test_shared_part_answer_holds_only_when_found_and_exact():
     effect = _effect({"spire": -0.8, "pump": -0.3, "kite": -0.02}, {"spire", "pump"})
-    answer = features.shared_part_answer(_recovery(0.7), effect, "tower", threshold=0.5, tolerance=0.05)
+    answer = parts.shared_part_answer(_recovery(0.7), effect, "tower", threshold=0.5, tolerance=0.05)
     assert (answer["shared_found"], answer["hits_carriers"], answer["spares_others"]) == (True, True, True)
     assert answer["feature"] == 4 and answer["carriers"] == {"spire": -0.8, "pump": -0.3}
-    assert not features.shared_part_answer(_recovery(0.4), effect, "tower", 0.5)["shared_found"]
+    assert not parts.shared_part_answer(_recovery(0.4), effect, "tower", 0.5)["shared_found"]
     missed = _effect({"spire": -0.8, "pump": -0.04, "kite": 0.0}, {"spire", "pump"})
-    assert not features.shared_part_answer(_recovery(0.7), missed, "tower")["hits_carriers"]
+    assert not parts.shared_part_answer(_recovery(0.7), missed, "tower")["hits_carriers"]
     collateral = _effect({"spire": -0.8, "pump": -0.3, "kite": -0.06}, {"spire", "pump"})
-    assert not features.shared_part_answer(_recovery(0.7), collateral, "tower")["spares_others"]
+    assert not parts.shared_part_answer(_recovery(0.7), collateral, "tower")["spares_others"]
     with pytest.raises(ValueError, match="not in the recovery"):
-        features.shared_part_answer(_recovery(0.7), effect, "zigzag")
+        parts.shared_part_answer(_recovery(0.7), effect, "zigzag")

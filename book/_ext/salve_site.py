@@ -170,14 +170,14 @@ def write_verdict_grid(profile: str, root: Path = ROOT, out: Path = VERDICTS_SVG
     import pandas as pd
 
     from salve_utils.pipeline import load_profile
-    from salve_utils.figures.plotting import verdict_grid
+    from salve_utils.figures import verdict_grid
 
     path = root / "data" / "results" / profile / "claims.csv"
     if not path.is_file():
         return False
     claims = pd.read_csv(path)
-    # long edition titles wrap onto lines of their own, so neighbouring column labels never overlap
-    titles = {e: textwrap.fill(body["title"], 24) for e, body in load_profile(root, profile)["editions"].items()
+    # long edition titles wrap in the figure (verdict_grid), so neighbouring column labels never overlap
+    titles = {e: body["title"] for e, body in load_profile(root, profile)["editions"].items()
               if e in set(claims["edition"])}
     fig = verdict_grid(verdict_grid_table(claims, titles), list(titles.values()))
     buf = io.BytesIO()

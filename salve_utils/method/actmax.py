@@ -23,7 +23,7 @@ Visualization"; the recipe of lucid/lucent)::
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
@@ -238,26 +238,8 @@ def maximize(
     return images, pd.DataFrame(history, columns=["step", "objective"])
 
 
-def activation_maximization(
-    model: nn.Module,
-    sae: object,
-    feature: int,
-    n: int = 1,
-    size: int | None = None,
-    steps: int = 256,
-    lr: float = 0.05,
-    seed: int = 0,
-    param: str = "fft",
-    decorrelate: bool = True,
-    jitter: int = 8,
-    scales: Sequence[float] = (0.9, 0.95, 1.0, 1.05, 1.1),
-    rotate: float = 10.0,
-    l2: float = 0.05,
-    tv: float = 0.5,
-    sign: float = 1.0,
-    device: str | torch.device | None = "auto",
-    progress: bool = True,
-) -> tuple[torch.Tensor, pd.DataFrame]:
+def activation_maximization(model: nn.Module, sae: object, feature: int, sign: float = 1.0,
+                            **options: Any) -> tuple[torch.Tensor, pd.DataFrame]:
     """Images that maximise one SAE latent, ``sign · z_l`` with ``z = sae.encode(a(x))``.
 
     :func:`maximize` with the score ``s(a) = sign · sae.encode(a)[:, l]``, i.e.::
@@ -270,8 +252,8 @@ def activation_maximization(
     sae : anything with ``encode(a) -> z`` of shape ``(N, d)``
     feature : latent index ``l`` in ``[0, d)`` (the upper bound is checked at the first step)
     sign : +1, or -1 to visualise what drives a latent *negative* (``sign(μ_k,l)``)
-    n, size, steps, lr, seed, param, decorrelate, jitter, scales, rotate, l2, tv, device, progress :
-        as in :func:`maximize`
+    **options : ``n, size, steps, lr, seed, param, decorrelate, jitter, scales, rotate, l2, tv, device,
+        progress``, passed to :func:`maximize` (same defaults)
 
     Returns
     -------
@@ -283,9 +265,7 @@ def activation_maximization(
     >>> images, history = activation_maximization(model, sae, feature=7, n=4, seed=0)  # doctest: +SKIP
     >>> grid = torchvision.utils.make_grid(images, nrow=4)                               # doctest: +SKIP
     """
-    return maximize(model, latent_target(sae, feature, sign), n=n, size=size, steps=steps, lr=lr, seed=seed,
-                    param=param, decorrelate=decorrelate, jitter=jitter, scales=scales, rotate=rotate, l2=l2,
-                    tv=tv, device=device, progress=progress)
+    return maximize(model, latent_target(sae, feature, sign), **options)
 
 
 def feature_gallery(

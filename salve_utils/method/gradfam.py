@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import matplotlib
 import numpy as np
 import torch
 import torch.nn as nn
@@ -262,6 +261,8 @@ def overlay(image: torch.Tensor | np.ndarray, heatmap: torch.Tensor | np.ndarray
     --------
     >>> plt.imshow(overlay(images[0], grad_fam(model, sae, images[:1], 7)[0]))  # doctest: +SKIP
     """
+    import matplotlib  # here, not above: the method imports without a plotting library
+
     img = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image, dtype=np.float32)
     heat = np.asarray(heatmap.detach().cpu() if isinstance(heatmap, torch.Tensor) else heatmap, dtype=np.float32)
     if img.ndim != 3 or img.shape[0] != 3:

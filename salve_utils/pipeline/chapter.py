@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from ..figures import plotting
+from .. import figures
 from ..method.activations import Activations, load_activations
 from ..method.data import ImageSet, dataset_from_spec
 from ..method.models import SalveNet, load_model
@@ -52,7 +52,7 @@ class Chapter:
         self._prefix = f"{edition}." if edition else ""
         self._edition = edition
         if style:
-            plotting.set_style()
+            figures.set_style()
 
     def of_edition(self, edition: str) -> "Chapter":
         """The same loaders for one edition, read by a report node through its roles ``<edition>.<role>``."""
@@ -97,7 +97,7 @@ class Chapter:
 
     @cached_property
     def palette(self) -> dict[str, tuple[float, float, float]]:
-        return plotting.class_palette(self.acts.classes)
+        return figures.class_palette(self.acts.classes)
 
     @property
     def edition(self) -> str | None:

@@ -564,7 +564,7 @@ def judge_planted(m: Measured, th: Thresholds) -> Verdict:
 
     Parts and latents are matched one-to-one (Hungarian on |r|). A class's images all carry
     its parts, so a pure class detector already reaches a high |r|; the verdict therefore
-    counts, over the parts that vary within a class (:func:`~salve_utils.method.features.within_class_correlations`),
+    counts, over the parts that vary within a class (:func:`~salve_utils.study.parts.within_class_correlations`),
     those whose within-class match reaches the recovery threshold. The raw count and the count
     above the best class indicator's |r| are reported beside it. Tables written before these
     columns existed are judged by the raw match, and the text says so.

@@ -130,7 +130,7 @@ class RegimeStudy:
 
 
 def _recovery(name: str, z: torch.Tensor, parts: PartLabels, acts: Activations, threshold: float) -> dict:
-    from ..method.features import class_indicator_null, part_assignment, part_correlations, within_class_correlations
+    from .parts import class_indicator_null, part_assignment, part_correlations, within_class_correlations
 
     names = list(parts.parts)
     shown = parts.val.any(0).numpy()  # parts that occur at all in this regime
@@ -158,7 +158,7 @@ def regime_study(regime: str, d_latent: int, sweep_l1: Sequence[float], max_fvu:
     the largest λ₁ of ``sweep_l1`` whose validation FVU is at most ``max_fvu``
     (:func:`salve_utils.method.sae.select_l1`); every λ₁ of the sweep is also scored by the edit
     (``path``). Part recovery is scored one-to-one (Hungarian), raw and against what a pure
-    class indicator scores, and within class (:func:`salve_utils.method.features.within_class_correlations`).
+    class indicator scores, and within class (:func:`salve_utils.study.parts.within_class_correlations`).
     """
     import numpy as np
     import pandas as pd

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,12 +26,29 @@ from .verdicts import Thresholds, share
 
 if TYPE_CHECKING:
     from ..method.activations import Activations
-    from ..pipeline import NodeContext
 
-__all__ = ["ARM_NAMES", "ablations_by_edition", "arms_by_edition", "backbone_pair", "claims_by_edition",
+__all__ = ["ARM_NAMES", "ReportContext", "ablations_by_edition", "arms_by_edition", "backbone_pair", "claims_by_edition",
            "edition_claims", "edition_inputs", "edition_overview", "edition_tables", "first_answer", "headline",
            "measurement_details", "previous_claims", "regime_resemblance", "save_claim_inputs", "verdict_kind",
            "verdict_overview"]
+
+class ReportContext(Protocol):
+    """What the report reads from and writes to a report node (:class:`salve_utils.pipeline.NodeContext` is one)."""
+
+    upstream: dict[str, str]
+    published: Path
+
+    @property
+    def editions(self) -> list[str]: ...
+
+    def read_json(self, role: str, name: str) -> Any: ...
+
+    def read_table(self, name: str, edition: str | None = None) -> pd.DataFrame: ...
+
+    def published_table(self, name: str) -> pd.DataFrame | None: ...
+
+    def save_result_json(self, name: str, obj: Any) -> Path: ...
+
 
 def verdict_kind(verdict: str) -> str:
     """The verdict's category: the words before the first colon ("holds", "partly", ...)."""
@@ -62,7 +80,7 @@ def _rows(table: pd.DataFrame, nodes: set[str]) -> pd.DataFrame:
     return table[table["node"].isin(nodes)] if "node" in table.columns else table
 
 
-def edition_inputs(ctx: "NodeContext", edition: str) -> dict[str, Any]:
+def edition_inputs(ctx: "ReportContext", edition: str) -> dict[str, Any]:
     """What one edition's claims are judged on besides its tables: its upstream ``nodes`` (only their rows count),
     its ``control`` node (whose curves the claims read) and its chapter ``records``."""
     nodes = sorted({up for role, up in ctx.upstream.items() if role.startswith(f"{edition}.")})
@@ -76,14 +94,14 @@ def edition_inputs(ctx: "NodeContext", edition: str) -> dict[str, Any]:
     return {"nodes": nodes, "control": ctx.upstream.get(f"{edition}.control"), "records": records}
 
 
-def edition_measured(ctx: "NodeContext", edition: str) -> Measured:
+def edition_measured(ctx: "ReportContext", edition: str) -> Measured:
     """One edition's tables (only the rows its own upstream nodes wrote) and chapter records."""
     inputs = edition_inputs(ctx, edition)
     return measured_from(lambda name: ctx.read_table(name, edition), inputs["nodes"], inputs["control"],
                          inputs["records"])
 
 
-def save_claim_inputs(ctx: "NodeContext", editions: list[str], thresholds: Thresholds) -> dict[str, Any]:
+def save_claim_inputs(ctx: "ReportContext", editions: list[str], thresholds: Thresholds) -> dict[str, Any]:
     """Write ``claim_inputs.json`` beside ``claims.csv`` (:func:`~salve_utils.study.claims.claim_inputs`), so that
     :func:`~salve_utils.study.claims.recompute_claims` rebuilds the claims from the results folder alone."""
     inputs = claim_inputs({e: edition_inputs(ctx, e) for e in editions}, thresholds)
@@ -91,7 +109,7 @@ def save_claim_inputs(ctx: "NodeContext", editions: list[str], thresholds: Thres
     return inputs
 
 
-def previous_claims(ctx: "NodeContext") -> tuple[pd.DataFrame | None, dict[str, str] | None]:
+def previous_claims(ctx: "ReportContext") -> tuple[pd.DataFrame | None, dict[str, str] | None]:
     """The claims table and rule fingerprints of the last published summary (``None`` where there is none).
 
     While the summary node runs, its new tables are staged: the published ones are still
@@ -103,7 +121,7 @@ def previous_claims(ctx: "NodeContext") -> tuple[pd.DataFrame | None, dict[str, 
     return table, rules
 
 
-def edition_claims(ctx: "NodeContext", edition: str, thresholds: Thresholds | None = None) -> pd.DataFrame:
+def edition_claims(ctx: "ReportContext", edition: str, thresholds: Thresholds | None = None) -> pd.DataFrame:
     """:func:`~salve_utils.study.claims.claims` for one edition, read through a report node's context.
 
     The Control chapter's operating point and the rulebook's must be the same: a
@@ -230,7 +248,7 @@ def measurement_details(claims_table: pd.DataFrame, title: str) -> pd.DataFrame:
                          "measured": rows[title], "verdict": rows[f"{title}: verdict"]})
 
 
-def edition_tables(ctx: "NodeContext", name: str, role: str) -> dict[str, pd.DataFrame]:
+def edition_tables(ctx: "ReportContext", name: str, role: str) -> dict[str, pd.DataFrame]:
     """Table ``name`` of every edition whose node playing ``role`` ran, only the rows that node wrote."""
     found = {}
     for edition in ctx.editions:
