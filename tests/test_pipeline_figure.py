@@ -94,3 +94,34 @@ def test_site_extension_doctests() -> None:
     assert result.attempted >= 2 and result.failed == 0
     config = (ROOT / "_config.yml").read_text()
     assert 'url: ""' in config or "url: https://" in config  # named once, in _config.yml
+
+
+def test_figures_are_compressed_to_palette_png_without_visible_change(tmp_path):
+    """A chapter figure (lines, a heatmap, text) comes out smaller, in palette mode, each pixel within a few levels."""
+    import doctest
+
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    site = _salve_site()
+    assert doctest.testmod(site, extraglobs={"Path": Path}).failed == 0  # compress_png's examples
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3), dpi=150)
+    x = np.linspace(0, 8, 200)
+    for k in range(10):
+        a.plot(x, np.exp(-k * x / 8), label=f"class {k}")
+    a.legend(fontsize=6)
+    b.imshow(np.random.default_rng(0).random((40, 40)), cmap="viridis")
+    path = tmp_path / "figure.png"
+    fig.savefig(path)
+    plt.close(fig)
+    original = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    before, after = site.compress_png(path)
+    assert after < 0.75 * before, (before, after)
+    with Image.open(path) as im:
+        assert im.mode == "P"
+        err = np.abs(np.asarray(im.convert("RGB"), dtype=np.int16) - original)
+    assert err.mean() < 3 and np.percentile(err, 99) < 40, (err.mean(), np.percentile(err, 99))
