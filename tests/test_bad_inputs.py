@@ -160,7 +160,7 @@ class Case:
 def from_elsewhere(act: Callable[[Path], None]) -> Callable[[Path], None]:
     """``act`` with ``SALVE_PROJECT_ROOT`` naming the copy, from the working directory of this clone."""
     def wrapped(project: Path) -> None:
-        with pipeline._environment(SALVE_PROJECT_ROOT=str(project)):
+        with pipeline.execute._environment(SALVE_PROJECT_ROOT=str(project)):
             act(project)
     return wrapped
 
@@ -319,7 +319,7 @@ def test_status_sees_a_recorded_artifact_whose_bytes_changed(project: Path) -> N
     """A flip that keeps the size (issue 13, item 3) makes the recording node stale, so `run` rebuilds it."""
     ctx = pipeline.NodeContext("smoke", "resnet18-planted.autoencoder", root=project)
     ctx.record("sae", project / SAE)
-    outputs = pipeline._read_outputs(project, "smoke", "resnet18-planted.autoencoder")
+    outputs = pipeline.store._read_outputs(project, "smoke", "resnet18-planted.autoencoder")
     assert pipeline.outputs_intact(project, outputs)
     flip_bytes(project)
     assert not pipeline.outputs_intact(project, outputs)

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from salve_utils import pipeline
+from salve_utils.pipeline import execute, store
 
 CODE = """
 from salve_utils.pipeline import NodeContext
@@ -408,7 +409,7 @@ def test_a_run_killed_inside_a_node_publishes_nothing_and_the_next_run_resumes_b
 
 def test_a_publication_cut_short_is_completed_by_the_next_run(project: Path, monkeypatch) -> None:
     pipeline.run("p", project, progress=False, log=lambda *_: None)
-    real = pipeline._move
+    real = store._move  # looked up in store, where the publication journal is carried out
     calls = []
 
     def dies_after_the_first_move(src: Path, dst: Path) -> None:
@@ -417,11 +418,11 @@ def test_a_publication_cut_short_is_completed_by_the_next_run(project: Path, mon
         calls.append(dst)
         real(src, dst)
 
-    monkeypatch.setattr(pipeline, "_move", dies_after_the_first_move)
+    monkeypatch.setattr(store, "_move", dies_after_the_first_move)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run("p", project, overrides=["b.x=9"], progress=False, log=lambda *_: None)
     assert (project / "data/runs/p/staging/b/publish.json").is_file()
-    monkeypatch.setattr(pipeline, "_move", real)
+    monkeypatch.setattr(store, "_move", real)
     messages: list[str] = []
     ran = pipeline.run("p", project, overrides=["b.x=9"], progress=False, log=messages.append)
     assert "completed the publication of b" in " ".join(messages)
@@ -440,7 +441,7 @@ def test_ctrl_c_stops_with_one_line_and_no_traceback(project: Path, monkeypatch,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_execute", interrupted)
+    monkeypatch.setattr(execute, "_execute", interrupted)
     assert pipeline.main(["run", "--profile", "p", "--root", str(project)]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err and "resume" in err
@@ -504,7 +505,7 @@ def test_an_ignored_sigint_stays_ignored_while_a_node_runs() -> None:
 
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a job a script starts with `&`
     try:
-        with pipeline._recording_sigint() as seen:
+        with execute._recording_sigint() as seen:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)
             assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
@@ -540,7 +541,7 @@ def test_long_loops_report_progress_that_the_runner_shows_with_a_measured_eta(tm
     path.write_text(json.dumps({"what": "epochs", "done": 12, "total": 40, "t": 0.0}) + "\n")  # resumed at 12
     assert pipeline.progress_line(path, 5.0) == "12/40 epochs"  # no rate measured yet: no ETA
     shown: list[str] = []
-    with pipeline._watching(path, shown.append, every=0.01):  # what the runner's bar gets while a node runs
+    with pipeline.progress._watching(path, shown.append, every=0.01):  # what the runner's bar gets while a node runs
         for _ in range(100):
             if shown:
                 break

@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     record: dict = {"profile": args.profile, "budget_s": args.budget, "reserve_s": args.reserve, "commit": _commit(root),
                     "device": _device(), "params": args.param, "steps": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
-        from . import load_profile
+        from .graph import load_profile
 
         t0 = time.time()
         data = devicepack.unpack(root / args.pack, args.data_dest)
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     record["nodes"] = {n: {"wall_seconds": m.get("wall_seconds"), "gpu": (m.get("hardware") or {}).get("gpu")}
                        for n, m in ran.items()}
     try:
-        from . import plan
+        from .planning import plan
 
         order = plan(args.profile, root, args.param).order
         record["not_run"] = [n for n in order if n not in ran]

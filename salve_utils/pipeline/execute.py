@@ -1,0 +1,309 @@
+"""Running nodes: each in its staging folder with papermill, published only on success.
+
+:func:`run` executes the stale nodes of a profile in dependency order under the
+project lock; :func:`_execute` runs one node and publishes its chapter, tables,
+artifacts and record together. A Ctrl-C (:func:`_recording_sigint`) or a failure
+publishes nothing. :func:`error_outputs` lists executed chapters holding an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..common.runtime import (
+    PROGRESS_FILE,
+    atomic_write_json,
+    default_device,
+    describe_hardware,
+    git_commit,
+    package_versions,
+    project_root,
+)
+from .book import _provenance_cell, _scope_figure_labels, _title_with_edition, _trained_in
+from .graph import CHAPTERS_DIR, PipelineError, descendants, load_profile
+from .planning import Plan, plan
+from .progress import _minutes, _watching, expected_time, last_times
+from .store import (
+    STAGE_DIR,
+    STAGE_NODE,
+    _finish_publish,
+    artifact_dir,
+    chapter_path,
+    project_lock,
+    recover,
+    results_dir,
+    staging_dir,
+)
+
+
+def _publish(p: Plan, name: str, stage: Path, nb, meta: dict[str, Any]) -> None:
+    """Publish a node's staged chapter, tables, artifacts and record together (see :func:`recover`)."""
+    import nbformat
+
+    final_dir = artifact_dir(p.root, p.profile, name)
+    staged_rel = (stage / "artifacts").relative_to(p.root).as_posix()
+    final_rel = final_dir.relative_to(p.root).as_posix()
+    outputs = meta["outputs"]
+    for rec in outputs.get("artifacts", {}).values():  # staged paths become their published paths
+        if rec["path"].startswith(staged_rel + "/"):
+            rec["path"] = final_rel + rec["path"][len(staged_rel):]
+    (stage / "artifacts").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stage / "artifacts" / "outputs.json", outputs)
+    nbformat.write(nb, str(stage / "chapter.ipynb"))
+    staged = sorted(t for t in (stage / "results").rglob("*") if t.suffix in (".csv", ".parquet", ".json")) \
+        if (stage / "results").is_dir() else []
+    moves = [(str(t), str(results_dir(p.root, p.profile) / t.relative_to(stage / "results"))) for t in staged]
+    for t in staged:  # a table that changed format: its file of the other format would be a stale second copy
+        other = t.with_suffix({".csv": ".parquet", ".parquet": ".csv"}.get(t.suffix, t.suffix))
+        if other != t and not other.exists():
+            moves.append((str(results_dir(p.root, p.profile) / other.relative_to(stage / "results")), ""))
+    moves += [(str(stage / "artifacts"), str(final_dir)),
+              (str(stage / "chapter.ipynb"), str(chapter_path(p.root, p.profile, name)))]
+    atomic_write_json(stage / "publish.json", moves)
+    _finish_publish(stage / "publish.json")
+
+
+def _execute(p: Plan, name: str, cell_timeout: float | None = None,
+             on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one node with papermill into its staging folder; publish everything together only on success.
+
+    A failure or an interruption leaves the previously published chapter, tables,
+    artifacts and record untouched (and ``status`` truthful); the failed copy is kept
+    in ``data/runs/<profile>/failed/``. The node's long loops report to
+    ``<staging>/progress.jsonl`` (``$SALVE_PROGRESS_FILE``), which ``on_progress`` sees
+    as :func:`progress_line` every second.
+    """
+    import nbformat
+    import papermill as pm
+
+    node = p.nodes[name]
+    src = p.root / "notebooks" / node.notebook
+    work = p.root / "data" / "runs" / p.profile
+    stage = staging_dir(p.root, p.profile, name)
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    tmp = stage / "running.ipynb"
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    sigint: list[float] = []
+    try:
+        progress_file = stage / "progress.jsonl"
+        with _recording_sigint() as sigint, \
+                _environment(**{STAGE_NODE: name, STAGE_DIR: str(stage), PROGRESS_FILE: str(progress_file)}), \
+                _watching(progress_file, on_progress):
+            pm.execute_notebook(str(src), str(tmp), parameters=p.params[name], cwd=str(p.root),
+                                kernel_name="python3", progress_bar=False, log_output=False,
+                                execution_timeout=cell_timeout,
+                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no kernel chatter
+    except pm.PapermillExecutionError as err:
+        if err.ename == "KeyboardInterrupt" or sigint:  # Ctrl-C reached the kernel too
+            shutil.rmtree(stage, ignore_errors=True)
+            raise KeyboardInterrupt from None
+        failed = work / "failed"
+        failed.mkdir(exist_ok=True)
+        os.replace(tmp, failed / f"{name}.ipynb")
+        shutil.rmtree(stage, ignore_errors=True)
+        raise PipelineError(
+            f"node {name} failed in notebooks/{node.notebook}, cell {err.cell_index} "
+            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
+            f"The executed copy with the error is at {failed / f'{name}.ipynb'}; nothing was published."
+        ) from None
+    except Exception as err:
+        shutil.rmtree(stage, ignore_errors=True)
+        if sigint:  # e.g. the kernel died of the same Ctrl-C before the runner's interrupt surfaced
+            raise KeyboardInterrupt from None
+        if type(err).__name__ == "DeadKernelError":
+            raise PipelineError(
+                f"node {name} (notebooks/{node.notebook}): the kernel died without a Python error; the usual cause "
+                "is running out of memory (check `dmesg`), or a native crash. Nothing was published."
+            ) from None
+        raise
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if sigint:  # a Ctrl-C that something below swallowed still stops the run before publication
+        shutil.rmtree(stage, ignore_errors=True)
+        raise KeyboardInterrupt
+    wall = time.perf_counter() - t0
+    nb = nbformat.read(tmp, as_version=4)
+    staged = stage / "artifacts" / "outputs.json"
+    outputs = json.loads(staged.read_text()) if staged.is_file() else {"artifacts": {}, "tables": {}}
+    meta = {
+        "profile": p.profile, "node": name, "notebook": f"notebooks/{node.notebook}",
+        "parameters": p.params[name], "fingerprint": p.fingerprint(name), "code_hash": p.code_hash,
+        "commit": git_commit(p.root), "versions": package_versions(), "hardware": describe_hardware(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(wall, 1), "outputs": outputs,
+    }
+    nb.metadata["salve"] = meta
+    _scope_figure_labels(nb, name)
+    if node.edition:
+        _title_with_edition(nb, p.editions[node.edition]["title"])
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first_md + 1, _provenance_cell(meta, _trained_in(p, name, stage)))
+    tmp.unlink()
+    _publish(p, name, stage, nb, meta)
+    manifest_path = results_dir(p.root, p.profile) / "run_manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = {k: v for k, v in manifest.items() if k in p.nodes}  # nodes no longer in the graph are dropped
+    manifest[name] = {k: v for k, v in meta.items() if k != "outputs"}
+    atomic_write_json(manifest_path, dict(sorted(manifest.items())))
+    return meta
+
+
+def run(profile: str, root: str | os.PathLike | None = None, overrides: Iterable[str] = (),
+        only: str | None = None, force: bool = False, progress: bool = True, log=print,
+        downstream: bool = True, cell_timeout: float | None = None) -> list[str]:
+    """Run every stale node of ``profile`` in dependency order; return the names of the nodes executed.
+
+    Staleness is re-checked just before each node runs, so a node whose upstream
+    outputs changed is re-executed, and one whose upstream reran to identical
+    outputs is not. One run at a time holds the project (:func:`project_lock`); a run
+    first completes any publication a killed run left half done (:func:`recover`).
+    ``cell_timeout`` (seconds) stops a node whose cell runs longer.
+    """
+    if cell_timeout is not None and not 0 < cell_timeout < math.inf:
+        raise PipelineError(f"--cell-timeout must be a positive number of seconds, got {cell_timeout}; "
+                            "leave it out for no limit")
+    p = plan(profile, root, overrides, only, force, downstream)  # bad input is refused before the lock
+    with project_lock(p.root, profile):
+        for name in recover(p.root, profile):
+            log(f"completed the publication of {name}, interrupted by an earlier run")
+        p = plan(profile, root, overrides, only, force, downstream)
+        try:
+            return _run_locked(p, profile, only, force, progress, log, downstream, cell_timeout)
+        finally:
+            _remove_empty(p.root / "data" / "runs" / profile / "staging")
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` if nothing but empty folders is left in it (a staging area after its runs)."""
+    if folder.is_dir() and not any(f.is_file() for f in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_locked(p: Plan, profile: str, only: str | None, force: bool, progress: bool, log,
+                downstream: bool, cell_timeout: float | None) -> list[str]:
+    from tqdm.auto import tqdm
+
+    if load_profile(p.root, profile)["empty"]:
+        log(f"warning: profile {profile} sets nothing; every node runs on its notebook's defaults")
+    log(f"profile {profile}: device {default_device()}; {len(p.order)} nodes, "
+        f"{len(p.stale)} to check or run")
+    if p.stale_upstream:
+        log(f"warning: --only {only} reads the outputs of {', '.join(p.stale_upstream)}, which are not up to date "
+            "(their code, notebook or parameters changed); rerun them for a consistent edition")
+    forced = set(p.stale) if force else (set(p.select(only)) if only else set())
+    candidates = [n for n in p.order if n in set(p.stale) or (downstream and n in _downstream_of(p, p.stale))]
+    last = last_times(p.root, profile)
+    if candidates:
+        log(expected_time(candidates, last))
+    executed: list[str] = []
+    # the kernels find the project through SALVE_PROJECT_ROOT; two torch threads on two busy
+    # cores collapse without OMP_WAIT_POLICY=PASSIVE
+    with _environment(SALVE_PROJECT_ROOT=str(p.root), OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")):
+        # no ETA over nodes: they differ by minutes; a node's own loops give a measured one
+        bar = tqdm(candidates, desc=f"pipeline[{profile}]", disable=not progress or not candidates,
+                   bar_format="{desc}: {n_fmt}/{total_fmt} nodes [{elapsed}]{postfix}")
+        for name in bar:
+            bar.set_postfix_str(name)
+            if name not in forced and p.is_current(name):
+                continue
+            label = f"{name} (last run {_minutes(last[name][0])})" if name in last else name
+            show = (lambda line, label=label: bar.set_postfix_str(f"{label}: {line}" if line else label)) \
+                if progress else None
+            meta = _execute(p, name, cell_timeout, show)
+            executed.append(name)
+            log(f"  ran {name} in {meta['wall_seconds']:.0f} s")
+        bar.close()
+    if not executed:
+        log("nothing to run: every node is up to date")
+    return executed
+
+
+_EXECUTOR_LOGGERS = ("papermill", "traitlets", "asyncio")
+
+
+@contextlib.contextmanager
+def _recording_sigint():
+    """Yield a list that gains an entry when SIGINT arrives; the previous handler still runs.
+
+    Ctrl-C in a terminal reaches the kernel as well as the runner, and the kernel may die of
+    it before the runner's ``KeyboardInterrupt`` surfaces; whatever error then comes out of
+    the executor is the interruption, not a failure of the node. An ignored SIGINT (a job
+    started in the background by a script) stays ignored.
+    """
+    import logging
+    import signal
+
+    seen: list[float] = []
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous == signal.SIG_IGN:
+        yield seen
+        return
+    # once interrupted, the executor's teardown ("Kernel died while waiting ...") is noise, not news
+    quiet = logging.Filter()
+    quiet.filter = lambda record: not seen  # type: ignore[method-assign]
+    chatty = [logging.getLogger(n) for n in _EXECUTOR_LOGGERS]
+
+    def record(signum, frame):  # noqa: ANN001 -- signal handler signature
+        seen.append(time.time())
+        if callable(previous):
+            previous(signum, frame)
+        else:  # SIG_DFL would end the process; end the run instead, cleanly
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, record)
+    for logger in chatty:
+        logger.addFilter(quiet)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for logger in chatty:
+            logger.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables for the duration of a block, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _downstream_of(p: Plan, names: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for n in names:
+        out |= descendants(p.nodes, n)
+    return out
+
+
+def error_outputs(root: str | os.PathLike | None = None, profile: str | None = None) -> list[str]:
+    """Executed chapters (of one profile, or of all) that hold an error output (``path: cell index``)."""
+    root = Path(root) if root else project_root()
+    base = root / CHAPTERS_DIR / (profile or "")
+    bad = []
+    for path in sorted(base.rglob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                bad.append(f"{path.relative_to(root / CHAPTERS_DIR).as_posix()}: cell {i}")
+    return bad
