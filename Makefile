@@ -1,5 +1,5 @@
 # The SALVE reproducible report.
-#   make book [PROFILE=cpu|smoke|paper]   run the pipeline for a profile, then build the book
+#   make book [PROFILE=cpu|smoke|paper] [JOBS=n]  run the pipeline for a profile (n nodes side by side), then build the book
 #   make html [PROFILE=...]               build the book from a profile's executed chapters (no re-running;
 #                                         default: the committed reference edition, cpu)
 #   make test                             unit tests + the whole smoke pipeline + a book build
@@ -8,6 +8,8 @@
 # Every target creates .venv first if it is missing.
 
 PROFILE ?= cpu
+# nodes run side by side by make book (the same bytes; 2 fills a 2-core machine whose nodes leave a core idle)
+JOBS ?= 1
 # make test runs test files on this many workers (pytest-xdist), each test and each notebook kernel it
 # starts on one thread: two torch threads on a core the other worker keeps busy run slower than one
 TEST_WORKERS ?= 2
@@ -30,7 +32,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m salve_utils.pipeline run --profile $(PROFILE)
+	$(PY) -m salve_utils.pipeline run --profile $(PROFILE) --jobs $(JOBS)
 	$(MAKE) --no-print-directory html
 
 # MathJax is served by the book itself (no CDN): npm installs the pinned, checksummed

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from salve_utils.study import baselines as bl
+from salve_utils.study import efficacy as eff
 from salve_utils.method.activations import Activations
 from salve_utils.method.editing import edit_weights
 from salve_utils.method.sae import SparseAutoencoder
@@ -206,23 +207,23 @@ def test_match_finds_the_known_threshold_by_bisection(known):
     x, y, w, b = known
     zero = bl.ZeroRow(w, b, 0)
     # goal 50%: two of four samples must go; the second goes for s > 0.375 (ties stay with class 0)
-    m = bl.match_efficacy(zero, x, y, 0.5, n_grid=3, iterations=30)
+    m = eff.match_efficacy(zero, x, y, 0.5, n_grid=3, iterations=30)
     assert m.matched and m.strength == pytest.approx(0.375, abs=1e-7) and m.strength > 0.375
     assert m.accuracy.tolist() == [0.5, 1.0] and m.counts.tolist() == [4, 2]
     assert m.edit_size == pytest.approx(m.strength)  # ||w_0|| = 1
     assert m.curve["strength"].tolist() == [0.0, 0.5, 1.0]
     assert m.curve["target_accuracy"].tolist() == [1.0, 0.0, 0.0]
     # no bisection: the grid point itself
-    coarse = bl.match_efficacy(zero, x, y, 0.5, n_grid=3, iterations=0)
+    coarse = eff.match_efficacy(zero, x, y, 0.5, n_grid=3, iterations=0)
     assert coarse.strength == 0.5
     # a goal already met by the unedited head needs no edit
-    assert bl.match_efficacy(zero, x, y, 1.0).strength == 0.0
+    assert eff.match_efficacy(zero, x, y, 1.0).strength == 0.0
 
 
 def test_match_reports_not_reached_with_the_closest_approach(known):
     x, y, w, b = known
     rome_like = bl._TargetRow(w, b, 0, 1.0, torch.tensor([-0.3, 0.0]))  # at most (0.7, 0): loses only x = 1
-    m = bl.match_efficacy(rome_like, x, y, 0.0, n_grid=5)
+    m = eff.match_efficacy(rome_like, x, y, 0.0, n_grid=5)
     assert not m.matched and m.strength == 1.0 and m.accuracy[0] == pytest.approx(0.75)
     row = m.summary(["a", "b"])
     assert row["matched"] is False and row["target_accuracy"] == pytest.approx(0.75)
@@ -230,7 +231,7 @@ def test_match_reports_not_reached_with_the_closest_approach(known):
 
 def test_summary_row_has_the_table_columns_and_intervals(known):
     x, y, w, b = known
-    row = bl.match_efficacy(bl.ZeroRow(w, b, 0), x, y, 0.5, n_grid=3).summary(["a", "b"])
+    row = eff.match_efficacy(bl.ZeroRow(w, b, 0), x, y, 0.5, n_grid=3).summary(["a", "b"])
     assert list(row) == ["class", "method", "matched", "goal_accuracy", "strength", "target_accuracy", "target_lo",
                          "target_hi", "others_mean", "others_mean_lo", "others_mean_hi", "others_worst",
                          "others_worst_lo", "others_worst_hi", "worst_class", "edit_size"]
@@ -242,7 +243,7 @@ def test_summary_row_has_the_table_columns_and_intervals(known):
 def test_tradeoff_counts_the_others_by_hand(data):
     acts, labels, weight, bias = data
     zero = bl.ZeroRow(weight, bias, 1)
-    curve = bl.tradeoff(zero, acts, labels, [0.0, 0.5, 1.0])
+    curve = eff.tradeoff(zero, acts, labels, [0.0, 0.5, 1.0])
     for s, row in zip([0.0, 0.5, 1.0], curve.itertuples()):
         w = weight.clone()
         w[1] *= 1 - s
@@ -258,19 +259,19 @@ def test_matching_refuses_bad_inputs(known):
     x, y, w, b = known
     zero = bl.ZeroRow(w, b, 0)
     with pytest.raises(ValueError, match="goal_accuracy"):
-        bl.match_efficacy(zero, x, y, 1.5)
+        eff.match_efficacy(zero, x, y, 1.5)
     with pytest.raises(ValueError, match="strengths"):
-        bl.match_efficacy(zero, x, y, 0.5, strengths=[0.0, 2.0])  # outside the row's range
+        eff.match_efficacy(zero, x, y, 0.5, strengths=[0.0, 2.0])  # outside the row's range
     with pytest.raises(ValueError, match="increasing"):
-        bl.tradeoff(zero, x, y, [0.5, 0.1])
+        eff.tradeoff(zero, x, y, [0.5, 0.1])
     with pytest.raises(ValueError, match="target"):
-        bl.tradeoff(zero, x[4:], y[4:], [0.0])  # no sample of the target
+        eff.tradeoff(zero, x[4:], y[4:], [0.0])  # no sample of the target
     with pytest.raises(ValueError, match="labels"):
-        bl.tradeoff(zero, x, y[:3], [0.0])
+        eff.tradeoff(zero, x, y[:3], [0.0])
     with pytest.raises(ValueError, match="HeadEdit"):
-        bl.tradeoff("zero", x, y, [0.0])
+        eff.tradeoff("zero", x, y, [0.0])
     with pytest.raises(ValueError, match="n_grid"):
-        bl.match_efficacy(zero, x, y, 0.5, n_grid=1)
+        eff.match_efficacy(zero, x, y, 0.5, n_grid=1)
 
 
 # ----------------------------------------------------------------------------- goals, summaries, verdicts
@@ -286,18 +287,18 @@ def _curves():
 
 
 def test_salve_goals_take_the_operating_point_else_the_lowest():
-    goals = bl.salve_goals(_curves(), 0.05).set_index("class")
+    goals = eff.salve_goals(_curves(), 0.05).set_index("class")
     assert goals.loc["a", "goal_accuracy"] == 0.04 and goals.loc["a", "salve_strength"] == 2.0  # first ≤ 5%, not 0%
     assert goals.loc["a", "source"] == "operating point"
     assert goals.loc["b", "goal_accuracy"] == 0.5 and goals.loc["b", "salve_strength"] == 2.0
     assert goals.loc["b", "source"] == "lowest in sweep"
     rounded = _curves().assign(n=3, accuracy=lambda d: d["accuracy"].replace({0.3: 0.333333}))  # 1/3 as stored
-    assert bl.salve_goals(rounded, 0.0).set_index("class").loc["a", "goal_accuracy"] == 0.0
-    assert bl.salve_goals(rounded.assign(accuracy=0.333333), 0.05)["goal_accuracy"].tolist() == [1 / 3, 1 / 3]
+    assert eff.salve_goals(rounded, 0.0).set_index("class").loc["a", "goal_accuracy"] == 0.0
+    assert eff.salve_goals(rounded.assign(accuracy=0.333333), 0.05)["goal_accuracy"].tolist() == [1 / 3, 1 / 3]
     with pytest.raises(ValueError, match="target_accuracy"):
-        bl.salve_goals(_curves(), 2.0)
+        eff.salve_goals(_curves(), 2.0)
     with pytest.raises(ValueError, match="no suppression"):
-        bl.salve_goals(_curves().assign(direction="enhance"), 0.05)
+        eff.salve_goals(_curves().assign(direction="enhance"), 0.05)
 
 
 def _table(rows):
@@ -314,23 +315,23 @@ def test_most_specific_counts_overlaps_as_ties():
         ("only", "SALVE", True, 0.2, 0.1, 0.3), ("only", "steering", False, 0.9, 0.85, 0.95),
         ("miss", "SALVE", False, 0.9, 0.8, 0.95), ("miss", "steering", True, 0.1, 0.0, 0.2),
     ])
-    v = bl.most_specific(t).set_index("class")
+    v = eff.most_specific(t).set_index("class")
     assert v["verdict"].to_dict() == {"best": "best", "miss": "not matched", "only": "only", "tie": "tied",
                                       "worse": "worse"}
     assert v.loc["worse", "runner_up"] == "zero row" and pd.isna(v.loc["only", "runner_up"])
     with pytest.raises(ValueError, match="one row"):
-        bl.most_specific(t[t["method"] != "SALVE"])
+        eff.most_specific(t[t["method"] != "SALVE"])
     with pytest.raises(ValueError, match="columns"):
-        bl.most_specific(t.drop(columns="matched"))
+        eff.most_specific(t.drop(columns="matched"))
 
 
 def test_summarize_methods_uses_matched_classes_only():
     t = _table([("a", "SALVE", True, 0.8, 0, 1), ("b", "SALVE", True, 0.6, 0, 1), ("c", "SALVE", False, 0.0, 0, 1),
                 ("a", "steering", False, 0.9, 0, 1)]).assign(edit_size=[1.0, 3.0, 100.0, math.nan])
-    assert bl.summarize_methods(t)["method"].tolist() == ["SALVE", "steering"]  # the order of METHODS
-    assert bl.summarize_methods(t.assign(method=t["method"].replace({"SALVE": "aaa"})))["method"].tolist() == [
+    assert eff.summarize_methods(t)["method"].tolist() == ["SALVE", "steering"]  # the order of METHODS
+    assert eff.summarize_methods(t.assign(method=t["method"].replace({"SALVE": "aaa"})))["method"].tolist() == [
         "steering", "aaa"]  # unknown methods last
-    s = bl.summarize_methods(t).set_index("method")
+    s = eff.summarize_methods(t).set_index("method")
     assert s.loc["SALVE", "reached"] == 2 and s.loc["SALVE", "classes"] == 3
     assert s.loc["SALVE", "median_others_worst"] == pytest.approx(0.7)
     assert s.loc["SALVE", "median_edit_size"] == pytest.approx(2.0)
@@ -346,8 +347,8 @@ def test_methods_for_class_builds_the_four_methods(data):
     assert all(m.target == 1 for m in methods)
     assert [m.max_strength for m in methods] == [3.0, 5.0, 2.0, 1.0]
     # SALVE matched to its own accuracy at a grid point meets its goal at or below that point
-    goal = bl.tradeoff(methods[0], acts, labels, [2.0])["target_accuracy"].iloc[0]
-    m = bl.match_efficacy(methods[0], acts, labels, float(goal), np.linspace(0, 3.0, 7))
+    goal = eff.tradeoff(methods[0], acts, labels, [2.0])["target_accuracy"].iloc[0]
+    m = eff.match_efficacy(methods[0], acts, labels, float(goal), np.linspace(0, 3.0, 7))
     assert m.matched and m.strength <= 2.0 + 1e-12 and m.accuracy[1] <= goal
 
 
@@ -374,27 +375,27 @@ def _chapter_tables():
 
 def test_never_lowered_compares_each_goal_with_its_own_unedited_accuracy():
     goals, curves, _ = _chapter_tables()
-    assert bl.never_lowered(goals, curves).tolist() == [False, False, True, False]
-    assert bl.never_lowered(goals, curves, tol=0.0).tolist() == [False] * 4  # 0.9 < 0.9 + 1e-12 without slack
+    assert eff.never_lowered(goals, curves).tolist() == [False, False, True, False]
+    assert eff.never_lowered(goals, curves, tol=0.0).tolist() == [False] * 4  # 0.9 < 0.9 + 1e-12 without slack
     with pytest.raises(ValueError, match=r"no unedited accuracy .* \['d'\]"):
-        bl.never_lowered(goals, curves[curves["class"] != "d"])
+        eff.never_lowered(goals, curves[curves["class"] != "d"])
     with pytest.raises(ValueError, match="one node"):
-        bl.never_lowered(goals, pd.concat([curves, curves]))
+        eff.never_lowered(goals, pd.concat([curves, curves]))
     with pytest.raises(ValueError, match="goals lack the columns"):
-        bl.never_lowered(goals.drop(columns="goal_accuracy"), curves)
+        eff.never_lowered(goals.drop(columns="goal_accuracy"), curves)
 
 
 def test_specificity_counts_set_aside_and_count_by_hand():
     goals, curves, matched = _chapter_tables()
-    verdicts = bl.most_specific(matched)
+    verdicts = eff.most_specific(matched)
     assert verdicts["verdict"].tolist() == ["worse", "best", "worse", "not matched"]
-    counts = bl.specificity_counts(goals, curves, matched, verdicts)
+    counts = eff.specificity_counts(goals, curves, matched, verdicts)
     assert (counts.from_point, counts.lowest, counts.never) == (["a", "d"], ["b"], ["c"])
     assert counts.judged == 3 and counts.verdict_counts == {"worse": 1, "best": 1, "not matched": 1}
     assert counts.reached == 2 and counts.most_specific == 1  # a and b are reached; b is the best
     assert counts.clearly_better == {"steering": 1, "zero row": 0}  # on a; c is set aside, SALVE misses d
     assert counts.at_point == 2 and counts.most_specific_at_point == 0
     with pytest.raises(ValueError, match="one row of method 'ROME-style'"):
-        bl.specificity_counts(goals, curves, matched, verdicts, method="ROME-style")
+        eff.specificity_counts(goals, curves, matched, verdicts, method="ROME-style")
     with pytest.raises(ValueError, match="verdicts lack the columns"):
-        bl.specificity_counts(goals, curves, matched, verdicts.drop(columns="verdict"))
+        eff.specificity_counts(goals, curves, matched, verdicts.drop(columns="verdict"))

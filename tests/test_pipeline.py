@@ -547,3 +547,61 @@ def test_long_loops_report_progress_that_the_runner_shows_with_a_measured_eta(tm
                 break
             time.sleep(0.01)
     assert shown[0] == "12/40 epochs"
+
+
+def _counting_executions(monkeypatch) -> tuple[list[int], list[tuple[str, float, float, bool]]]:
+    """Patch the runner's node execution to count how many run at once.
+
+    Returns ``[current, peak]`` and a log of ``(node, start, end, succeeded)``.
+    """
+    import threading
+
+    count, log, lock, real = [0, 0], [], threading.Lock(), execute._execute
+
+    def counting(p, name, *args, **kwargs):
+        with lock:
+            count[0] += 1
+            count[1] = max(count)
+        start, ok = time.monotonic(), False
+        try:
+            meta = real(p, name, *args, **kwargs)
+            ok = True
+            return meta
+        finally:
+            with lock:
+                count[0] -= 1
+                log.append((name, start, time.monotonic(), ok))
+
+    monkeypatch.setattr(execute, "_execute", counting)
+    return count, log
+
+
+def test_jobs_run_ready_nodes_side_by_side_to_the_same_bytes(editions_project: Path, tmp_path_factory,
+                                                            monkeypatch) -> None:
+    import shutil
+
+    twin = tmp_path_factory.mktemp("twin") / "project"
+    shutil.copytree(editions_project, twin)
+    one_at_a_time = pipeline.run("p", twin, progress=False, log=lambda *_: None)
+    count, _ = _counting_executions(monkeypatch)
+    side_by_side = pipeline.run("p", editions_project, progress=False, log=lambda *_: None, jobs=2)
+    assert count[1] == 2, "the two editions' first nodes are ready together and must run together"
+    assert sorted(side_by_side) == sorted(one_at_a_time) and side_by_side[-1] == "report"
+    assert side_by_side.index("one.a") < side_by_side.index("one.b")
+    assert _published(editions_project) == _published(twin)  # same tables and artifacts, byte for byte
+    assert pipeline.run("p", editions_project, progress=False, log=lambda *_: None, jobs=2) == []
+    for bad in (0, 65, 1.5, True):
+        with pytest.raises(pipeline.PipelineError, match="--jobs must be a whole number"):
+            pipeline.run("p", editions_project, jobs=bad)
+
+
+def test_with_jobs_a_failed_node_stops_new_ones_and_the_running_ones_finish(project: Path, monkeypatch) -> None:
+    count, log = _counting_executions(monkeypatch)
+    with pytest.raises(pipeline.PipelineError, match="node d failed"):
+        pipeline.run("p", project, overrides=["d.fail=true"], progress=False, log=lambda *_: None, jobs=2)
+    assert count == [0, 2]  # a and d started together; nothing is left running
+    failed_at = next(end for name, _, end, ok in log if name == "d" and not ok)
+    assert all(start < failed_at for _, start, _, _ in log), "no node starts after a failure"
+    assert all(ok for name, *_, ok in log if name != "d")  # what was running finished and was published
+    assert _value(project, "a") == 20 and not (project / "data/artifacts/p/d").exists()
+    assert pipeline.error_outputs(project) == [] and (project / "data/runs/p/failed/d.ipynb").is_file()

@@ -1,4 +1,6 @@
-"""Figures of the report, one module per kind of figure; this layer may import salve_utils.common, .method and .study, never the pipeline.
+"""Figures of the report, one module per kind of figure.
+
+This layer may import salve_utils.common, .method and .study, never the pipeline.
 
 ==============  ==============================================================
 ``style``       the report's style, one colour per class, image grids (the floor)

@@ -31,6 +31,7 @@ The three stages and the functions that carry them:
 =================  ===========================================================
 """
 
+from .. import METHOD
 from .activations import extract_activations, load_activations
 from .actmax import activation_maximization
 from .alpha import alpha_crit
@@ -39,20 +40,5 @@ from .features import class_mean_latents, dominant_features, shared_features
 from .gradfam import grad_fam
 from .sae import SparseAutoencoder, sae_metrics, train_sae
 
-__all__ = [
-    "SparseAutoencoder",
-    "activation_maximization",
-    "alpha_crit",
-    "class_mean_latents",
-    "dominant_features",
-    "edit_curve",
-    "edit_logits",
-    "edit_model",
-    "edit_weights",
-    "extract_activations",
-    "grad_fam",
-    "load_activations",
-    "sae_metrics",
-    "shared_features",
-    "train_sae",
-]
+#: the names are listed once, in :data:`salve_utils.METHOD` (the package exports them lazily)
+__all__ = list(METHOD)

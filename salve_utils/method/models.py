@@ -33,7 +33,6 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 from tqdm.auto import tqdm
 
 from .data import ImageSet, batches, center_resize, random_resized_crop_flip
@@ -197,7 +196,8 @@ def build_model(
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)} for {arch}; valid: {sorted(ARCHITECTURES[arch])}")
     kw = {**ARCHITECTURES[arch], **arch_kwargs}
-    tv = torchvision.models
+    import torchvision.models as tv  # here: importing torchvision costs a second in every chapter that builds no model
+
     if arch == "resnet18":
         body = tv.resnet18(weights=tv.ResNet18_Weights.IMAGENET1K_V1 if weights else None)
         if kw["stem"] == "cifar":
@@ -218,7 +218,7 @@ def build_model(
             raise ValueError("no pretrained weights exist for vit_small; use weights=None")
         if image_size % kw["patch_size"]:
             raise ValueError(f"image_size {image_size} must be a multiple of patch_size {kw['patch_size']}")
-        body = torchvision.models.VisionTransformer(
+        body = tv.VisionTransformer(
             image_size=image_size, patch_size=kw["patch_size"], num_layers=kw["num_layers"],
             num_heads=kw["num_heads"], hidden_dim=kw["hidden_dim"], mlp_dim=kw["mlp_ratio"] * kw["hidden_dim"],
         )

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "run":
             sp.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                             help="stop a node whose cell runs longer than this (default: no limit)")
+            sp.add_argument("--jobs", type=int, default=1, metavar="N",
+                            help="run up to N ready nodes side by side (default 1); the same bytes, less wall "
+                                 "time where a node leaves cores idle")
     sp = sub.add_parser("errors", help="list executed chapters that hold an error output")
     sp.add_argument("--profile", help="only this profile's chapters")
     sp = sub.add_parser("toc", help="write the book's table of contents for a profile")
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "run":
             run(args.profile, args.root, args.param, args.only, args.force, downstream=args.downstream,
-                cell_timeout=args.cell_timeout)
+                cell_timeout=args.cell_timeout, jobs=args.jobs)
             return 0
         p = plan(args.profile, args.root, args.param, args.only, args.force, args.downstream)
         if args.command == "check":

@@ -11,7 +11,8 @@ or the pipeline.
 ``tower``          is there a Tower? shared features against a null; one latent's effects
 ``parts``          the known answers: planted-part recovery and suppression
 ``planted_head``   known-answer heads built by hand (regime A: one part per class; B: shared)
-``baselines``      SALVE, steering, a ROME-style edit, zero row at matched efficacy
+``baselines``      four head edits: SALVE, steering, a ROME-style edit, zero row
+``efficacy``       the baselines at matched efficacy: what each costs the other classes
 ``seeds``          robustness over autoencoder seeds
 ``ablations``      the edit with one design choice changed, judged by the rulebook
 ``arms``           method or reproduction? the paper's latent, oracle directions, a sparse SAE
