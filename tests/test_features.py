@@ -9,7 +9,7 @@ import torch
 
 from salve_utils.method.features import class_mean_latents, dominant_features, shared_features, standardised_means
 from salve_utils.study.parts import part_recovery
-from salve_utils.study.tower import effect_rank, latent_effects, latent_pair_null, tower_search
+from salve_utils.study.towers import effect_rank, latent_effects, latent_pair_null, tower_search
 from salve_utils.method.sae import SparseAutoencoder
 
 

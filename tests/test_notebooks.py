@@ -54,6 +54,18 @@ def test_no_cell_shows_the_return_value_of_a_context_call(path: Path) -> None:
                 f"cell {i} ends on {ast.unparse(call.func)}(...): end it with ';'"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_variable_shadows_an_imported_helper_module(path: Path) -> None:
+    """``from salve_utils.study import towers`` then ``towers = ...`` breaks every later ``towers.f(...)``."""
+    tree = ast.parse("\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                               if c["cell_type"] == "code"))
+    modules = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and (node.module or "").startswith("salve_utils") for a in node.names if a.name.islower()}
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    bound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.Lambda) for a in n.args.args}
+    assert not modules & bound, f"assigned over an imported helper module: {sorted(modules & bound)}"
+
+
 @pytest.mark.parametrize("profile", pipeline.available_profiles(ROOT))
 def test_every_profile_validates(profile: str) -> None:
     plan = pipeline.plan(profile, ROOT)

@@ -106,7 +106,7 @@ def shared_scatter(search: pd.DataFrame, pair: Sequence[str], null_quantile: flo
     Latents that both classes use in one direction lie in the upper-right or
     lower-left quadrant; the shaded corners are where both ``|μ̃|`` exceed the
     null's quantile, i.e. where a candidate would pass. ``search`` has the columns
-    of :func:`~salve_utils.study.tower.tower_search`'s table (``feature, mu_a, mu_b``).
+    of :func:`~salve_utils.study.towers.tower_search`'s table (``feature, mu_a, mu_b``).
     """
     fig, ax = plt.subplots(figsize=(5.0, 4.6))
     xa, xb = search["mu_a"].to_numpy(), search["mu_b"].to_numpy()

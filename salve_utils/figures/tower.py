@@ -31,7 +31,7 @@ def tower_plot(curves: pd.DataFrame, followed: Sequence[str], palette: dict, fea
 def tower_effects_plot(effects: pd.DataFrame, feature: int, palette: dict, classes: Sequence[str]):
     """Per followed class, the accuracy change of suppressing every latent, with one latent marked.
 
-    ``effects`` has the columns of :func:`~salve_utils.study.tower.latent_effects`
+    ``effects`` has the columns of :func:`~salve_utils.study.towers.latent_effects`
     (``feature, class, change, change_lo, change_hi``); every latent is one grey
     dot, ``feature`` (the Tower) a red diamond with its bootstrap interval.
     """

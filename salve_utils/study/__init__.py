@@ -8,7 +8,7 @@ or the pipeline.
 ``nulls``          null edits: permuted |c|, the uniform direction, other features
 ``verdicts``       the rulebook: thresholds and rules for every verdict
 ``claims``         each claim of the paper judged on one edition's tables
-``tower``          is there a Tower? shared features against a null; one latent's effects
+``towers``         is there a Tower? shared features against a null; one latent's effects
 ``parts``          the known answers: planted-part recovery and suppression
 ``planted_head``   known-answer heads built by hand (regime A: one part per class; B: shared)
 ``baselines``      four head edits: SALVE, steering, a ROME-style edit, zero row
