@@ -252,8 +252,8 @@ def activation_maximization(model: nn.Module, sae: object, feature: int, sign: f
     sae : anything with ``encode(a) -> z`` of shape ``(N, d)``
     feature : latent index ``l`` in ``[0, d)`` (the upper bound is checked at the first step)
     sign : +1, or -1 to visualise what drives a latent *negative* (``sign(μ_k,l)``)
-    **options : ``n, size, steps, lr, seed, param, decorrelate, jitter, scales, rotate, l2, tv, device,
-        progress``, passed to :func:`maximize` (same defaults)
+    **options : passed to :func:`maximize` with its defaults: ``n``, ``size``, ``steps``, ``lr``, ``seed``,
+        ``param``, ``decorrelate``, ``jitter``, ``scales``, ``rotate``, ``l2``, ``tv``, ``device``, ``progress``
 
     Returns
     -------
