@@ -160,7 +160,7 @@ class Case:
 def from_elsewhere(act: Callable[[Path], None]) -> Callable[[Path], None]:
     """``act`` with ``SALVE_PROJECT_ROOT`` naming the copy, from the working directory of this clone."""
     def wrapped(project: Path) -> None:
-        with pipeline.execute._environment(SALVE_PROJECT_ROOT=str(project)):
+        with pipeline.kernels._environment(SALVE_PROJECT_ROOT=str(project)):
             act(project)
     return wrapped
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from salve_utils import pipeline
-from salve_utils.pipeline import execute, store
+from salve_utils.pipeline import execute, kernels, store
 
 CODE = """
 from salve_utils.pipeline import NodeContext
@@ -351,7 +351,7 @@ def _published(root: Path) -> dict[str, bytes]:
     return {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(files)}
 
 
-def _run_stopped_inside_b(project: Path):
+def _run_stopped_inside_b(project: Path, *extra: str):
     """Start ``run -p b.x=7`` in a process group of its own; return once node b has written its outputs and waits."""
     import subprocess
     import sys
@@ -363,7 +363,8 @@ def _run_stopped_inside_b(project: Path):
     # Ctrl-C as a terminal delivers it: whatever the test process inherited or set (an ignored SIGINT is
     # inherited across exec, and Python then leaves it ignored), the runner starts with the default handler
     proc = subprocess.Popen([sys.executable, "-m", "salve_utils.pipeline", "run", "--profile", "p", "--root",
-                             str(project), "-p", "b.x=7", "-p", f"b.wait={flag}"], env=env, start_new_session=True,
+                             str(project), "-p", "b.x=7", "-p", f"b.wait={flag}", *extra], env=env,
+                            start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for _ in range(600):
@@ -447,14 +448,18 @@ def test_ctrl_c_stops_with_one_line_and_no_traceback(project: Path, monkeypatch,
     assert "interrupted" in err and "Traceback" not in err and "resume" in err
 
 
-@pytest.mark.parametrize("group", [True, False], ids=["terminal (runner and kernel)", "runner only"])
-def test_ctrl_c_stops_the_run_cleanly_and_publishes_nothing(project: Path, group: bool) -> None:
-    """SIGINT to the whole process group (what Ctrl-C in a terminal does), or to the runner alone."""
+@pytest.mark.parametrize("group, jobs", [(True, 1), (False, 1), (True, 2), (False, 2)],
+                         ids=["terminal (runner and kernel)", "runner only", "terminal, two jobs", "runner, two jobs"])
+def test_ctrl_c_stops_the_run_cleanly_and_publishes_nothing(project: Path, group: bool, jobs: int) -> None:
+    """SIGINT to the whole process group (what Ctrl-C in a terminal does), or to the runner alone.
+
+    With ``--jobs 2`` the node runs on a worker thread while the main thread keeps the signal.
+    """
     import signal
 
     pipeline.run("p", project, progress=False, log=lambda *_: None)
     before = _published(project)
-    proc = _run_stopped_inside_b(project)
+    proc = _run_stopped_inside_b(project, "--jobs", str(jobs))
     (os.killpg if group else os.kill)(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -505,7 +510,7 @@ def test_an_ignored_sigint_stays_ignored_while_a_node_runs() -> None:
 
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a job a script starts with `&`
     try:
-        with execute._recording_sigint() as seen:
+        with kernels._recording_sigint() as seen:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)
             assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN

@@ -20,6 +20,7 @@ Command line::
 
     python -m salve_utils.pipeline run --profile smoke            # run what is stale
     python -m salve_utils.pipeline run --profile cpu --only vit-imagenette.control -p control.strength_max=4
+    python -m salve_utils.pipeline run --profile cpu --jobs 2     # two ready nodes side by side
     python -m salve_utils.pipeline check --profile cpu            # validate only, in seconds
     python -m salve_utils.pipeline status --profile cpu           # what would run
     python -m salve_utils.pipeline toc --profile cpu              # the book's table of contents
@@ -41,7 +42,8 @@ The modules, in floor order (each imports only the ones before it):
 ``book``          a chapter's provenance note, labels and title; the book's
                   table of contents
 ``progress``      a node's progress line and the expected time of a run
-``execute``       running and publishing nodes: run(), Ctrl-C, error outputs
+``kernels``       a node's kernel: its environment, its process group, Ctrl-C
+``execute``       running and publishing nodes: run(), one or side by side; error outputs
 ``cli``           ``main(argv)``, the command line
 ================  ==============================================================
 

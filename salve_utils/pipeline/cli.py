@@ -17,7 +17,8 @@ import argparse
 import sys
 
 from .book import write_toc
-from .execute import _EXECUTOR_LOGGERS, error_outputs, run
+from .execute import error_outputs, run
+from .kernels import _EXECUTOR_LOGGERS
 from .graph import PipelineError, load_profile
 from .planning import plan
 

@@ -3,9 +3,8 @@
 :func:`run` executes the stale nodes of a profile in dependency order under the
 project lock, one at a time or (``jobs`` > 1) as many side by side as are ready;
 :func:`_execute` runs one node and publishes its chapter, tables, artifacts and
-record together. Each node's kernel gets its own staging folder through its own
-environment (:func:`_kernel_manager`), never through this process's. A Ctrl-C (:func:`_recording_sigint`) or a failure
-publishes nothing. :func:`error_outputs` lists executed chapters holding an error.
+record together (its kernel: :mod:`salve_utils.pipeline.kernels`). A Ctrl-C or a
+failure publishes nothing. :func:`error_outputs` lists executed chapters holding an error.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from ..common.runtime import (
 from .book import _provenance_cell, _scope_figure_labels, _title_with_edition, _trained_in
 from .graph import CHAPTERS_DIR, PipelineError, descendants, load_profile
 from .planning import Plan, _ancestors, plan
+from .kernels import _KERNELS, _environment, _interrupt_kernels, _kernel_manager, _recording_sigint
 from .progress import _minutes, _watching, expected_time, last_times
 from .store import (
     STAGE_DIR,
@@ -49,21 +49,6 @@ from .store import (
 
 #: Publication and the run manifest are written by one node at a time (nodes may run side by side).
 _PUBLISHING = threading.Lock()
-
-
-def _kernel_manager(env: dict[str, str]):
-    """A kernel manager class whose kernels start with ``env`` on top of this process's environment.
-
-    Per node, not per process: nodes running side by side each see their own staging folder.
-    """
-    from jupyter_client import AsyncKernelManager
-
-    class NodeKernelManager(AsyncKernelManager):
-        async def _async_pre_start_kernel(self, **kw: Any):
-            kw["env"] = {**os.environ, **kw.get("env", {}), **env}
-            return await super()._async_pre_start_kernel(**kw)
-
-    return NodeKernelManager
 
 
 def _publish(p: Plan, name: str, stage: Path, nb, meta: dict[str, Any]) -> None:
@@ -125,7 +110,7 @@ def _execute(p: Plan, name: str, cell_timeout: float | None = None,
                 _watching(progress_file, on_progress):
             pm.execute_notebook(str(src), str(tmp), parameters=p.params[name], cwd=str(p.root),
                                 kernel_name="python3", progress_bar=False, log_output=False,
-                                execution_timeout=cell_timeout, kernel_manager_class=_kernel_manager(env),
+                                execution_timeout=cell_timeout, kernel_manager_class=_kernel_manager(name, env),
                                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no kernel chatter
     except pm.PapermillExecutionError as err:
         if err.ename == "KeyboardInterrupt" or sigint:  # Ctrl-C reached the kernel too
@@ -153,6 +138,8 @@ def _execute(p: Plan, name: str, cell_timeout: float | None = None,
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        _KERNELS.pop(name, None)
     if sigint:  # a Ctrl-C that something below swallowed still stops the run before publication
         shutil.rmtree(stage, ignore_errors=True)
         raise KeyboardInterrupt
@@ -310,70 +297,14 @@ def _run_side_by_side(p: Plan, candidates: list[str], forced: set[str], jobs: in
                     if bar is not None:
                         bar.update()
                     log(f"  ran {name} in {meta['wall_seconds']:.0f} s")
-        except BaseException:
+        except BaseException as err:
             pending.clear()
+            if isinstance(err, KeyboardInterrupt):  # the kernels run in sessions of their own: pass Ctrl-C on
+                _interrupt_kernels(running.values())
             for future in wait(running).done:  # the nodes already running finish (and publish) or fail alone
                 if not future.exception():
                     executed.append(running[future])
             raise
-
-
-_EXECUTOR_LOGGERS = ("papermill", "traitlets", "asyncio")
-
-
-@contextlib.contextmanager
-def _recording_sigint():
-    """Yield a list that gains an entry when SIGINT arrives; the previous handler still runs.
-
-    Ctrl-C in a terminal reaches the kernel as well as the runner, and the kernel may die of
-    it before the runner's ``KeyboardInterrupt`` surfaces; whatever error then comes out of
-    the executor is the interruption, not a failure of the node. An ignored SIGINT (a job
-    started in the background by a script) stays ignored.
-    """
-    import logging
-    import signal
-
-    seen: list[float] = []
-    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if previous is None or previous == signal.SIG_IGN:
-        yield seen
-        return
-    # once interrupted, the executor's teardown ("Kernel died while waiting ...") is noise, not news
-    quiet = logging.Filter()
-    quiet.filter = lambda record: not seen  # type: ignore[method-assign]
-    chatty = [logging.getLogger(n) for n in _EXECUTOR_LOGGERS]
-
-    def record(signum, frame):  # noqa: ANN001 -- signal handler signature
-        seen.append(time.time())
-        if callable(previous):
-            previous(signum, frame)
-        else:  # SIG_DFL would end the process; end the run instead, cleanly
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, record)
-    for logger in chatty:
-        logger.addFilter(quiet)
-    try:
-        yield seen
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        for logger in chatty:
-            logger.removeFilter(quiet)
-
-
-@contextlib.contextmanager
-def _environment(**values: str):
-    """Set environment variables for the duration of a block, then restore them."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _downstream_of(p: Plan, names: Iterable[str]) -> set[str]:
