@@ -26,7 +26,7 @@ def planted_run(tmp_path_factory):
     train = data.make_planted_parts("train", 60, n_per_class=200, seed=0)
     val = data.make_planted_parts("val", 48, n_per_class=50, seed=0)
     config = models.TrainConfig(epochs=14, batch_size=64, optimizer="adamw", lr=0.002, weight_decay=0.05,
-                                train_size=48, eval_size=48, crop_scale=0.8, eval_every=14, precision="bf16")
+                                train_size=48, eval_size=48, crop_scale=0.8, eval_every=14)  # precision "auto": the faster one here
     model, history, ckpt = models.train_or_load("resnet18", train, val, config, device="cpu", progress=False)
     acts, _ = activations.cached_activations(model, ckpt, train, val, 48, device="cpu", progress=False)
     ae, _ = sae_lib.train_sae(acts.train, 32, 0.1, epochs=60, seed=0, device="cpu", progress=False)
