@@ -585,6 +585,14 @@ def test_jobs_run_ready_nodes_side_by_side_to_the_same_bytes(editions_project: P
                                                             monkeypatch) -> None:
     import shutil
 
+    # every node adds its row to one shared table; one.b and one.c write theirs, then wait, so both have
+    # merged into the same published version before either publishes: neither may drop the other's row
+    step = editions_project / "notebooks" / "step.ipynb"
+    nb = nbformat.read(step, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        'import time\nimport pandas as pd\nctx.save_table(pd.DataFrame({"value": [value]}), "shared")\n'
+        'time.sleep(2 if node.endswith((".b", ".c")) else 0)'))
+    nbformat.write(nb, step)
     twin = tmp_path_factory.mktemp("twin") / "project"
     shutil.copytree(editions_project, twin)
     one_at_a_time = pipeline.run("p", twin, progress=False, log=lambda *_: None)
@@ -596,6 +604,10 @@ def test_jobs_run_ready_nodes_side_by_side_to_the_same_bytes(editions_project: P
     assert order("one.a") < order("one.b") < order("report") and order("two.a") < order("two.b") < order("report")
     assert order("one.a") < order("one.c")
     assert _published(editions_project) == _published(twin)  # same tables and artifacts, byte for byte
+    import pandas as pd
+
+    shared = pd.read_csv(editions_project / "data/results/p/one/shared.csv")
+    assert shared["node"].tolist() == ["one.a", "one.b", "one.c"]
     assert pipeline.run("p", editions_project, progress=False, log=lambda *_: None, jobs=2) == []
     for bad in (0, 65, 1.5, True):
         with pytest.raises(pipeline.PipelineError, match="--jobs must be a whole number"):

@@ -38,6 +38,7 @@ class NodeContext:
         self.edition = node.split(".")[0] if "." in node else None
         self.published = results_dir(self.root, profile, self.edition)
         stage = os.environ.get(STAGE_DIR) if os.environ.get(STAGE_NODE) == node else None
+        self.stage = Path(stage) if stage else None
         if stage:  # run by the pipeline: everything goes to the staging folder, published on success
             self.dir = Path(stage) / "artifacts"
             self.results = Path(stage) / "results" / (self.edition or "")
@@ -78,25 +79,19 @@ class NodeContext:
         carries the ``node`` that wrote it, and a node's new rows replace all of its old
         ones, so no stale row survives a rerun with other parameters. The nodes' blocks
         are kept in the order of their names (each block in the order its node wrote
-        it), so rerunning one node rewrites the same bytes. The node's record keeps the
+        it), so rerunning one node rewrites the same bytes; nodes run side by side keep
+        each other's rows (:func:`rebase_staged_tables`). The node's record keeps the
         hash of its own rows, so its descendants rerun only when those change. Columns
         no reader uses are left out (:data:`~salve_utils.common.tables.NOT_STORED`).
         """
-        import pandas as pd
-
         path = tables.table_path(self.results, name)
         df = tables.stored_columns(df, name).assign(node=self.node)
         # the node's record holds the hash of its own rows: other nodes' rows in a shared table are not its output
         own = tables.table_hash(df)
-        # staged (written earlier in this run), else published
-        current = tables.find_table(self.results, name) or tables.find_table(self.published, name)
-        if current is not None:
-            old = tables.read_table_file(current)
-            if "node" in old.columns:
-                kept = old[old["node"] != self.node]
-                columns = list(df.columns) + [c for c in kept.columns if c not in df.columns]
-                df = pd.concat([kept, df], ignore_index=True)[columns]  # the writer's column order
-                df = df.sort_values("node", kind="stable", ignore_index=True)
+        staged = tables.find_table(self.results, name)  # written earlier in this run
+        if staged is None and self.stage is not None:  # first write: remember the published table it merges into
+            _remember_base(self.stage, path.relative_to(self.stage / "results"), self.published / path.name)
+        df = merge_rows(df, staged or tables.find_table(self.published, name), self.node)
         with atomic_path(path) as tmp:
             tables.write_table(df, tmp, path.suffix.lstrip("."))
         self.outputs["tables"][name] = own
@@ -171,3 +166,63 @@ class NodeContext:
         if not path.is_file():
             raise FileNotFoundError(f"artifact {name!r} of node {up!r} is missing at {path}; rerun that node")
         return path
+
+
+#: In a staging folder: the published version of each shared table a node merged its rows into.
+BASES = "table_bases.json"
+
+
+def merge_rows(df, current: Path | None, node: str):
+    """``df`` (the rows of ``node``) merged into the table at ``current``: the other nodes' rows kept.
+
+    A node's new rows replace all of its old ones; the blocks are ordered by node name
+    (stable, each block in the order its node wrote it); columns are the writer's, then
+    any the kept rows have besides. A table without a ``node`` column is replaced whole.
+    """
+    import pandas as pd
+
+    if current is None:
+        return df
+    old = tables.read_table_file(current)
+    if "node" not in old.columns:
+        return df
+    kept = old[old["node"] != node]
+    columns = list(df.columns) + [c for c in kept.columns if c not in df.columns]
+    df = pd.concat([kept, df], ignore_index=True)[columns]  # the writer's column order
+    return df.sort_values("node", kind="stable", ignore_index=True)
+
+
+def _remember_base(stage: Path, rel: Path, published: Path) -> None:
+    path = stage / BASES
+    bases = json.loads(path.read_text()) if path.is_file() else {}
+    bases[rel.as_posix()] = hash_file(published) if published.is_file() else ""
+    atomic_write_json(path, bases)
+
+
+def rebase_staged_tables(stage: Path, published_root: Path, node: str) -> list[str]:
+    """Merge a staged node's rows again into shared tables published since it read them; return those tables.
+
+    Nodes may run side by side (``run --jobs``): two nodes that write rows into one
+    table (``suppression_curves`` gets rows from control, tower and seeds) each merged
+    their rows into the table as published when they first wrote it. Publishing the
+    second node's staged copy as it is would drop the first node's rows. So, at
+    publication (serialised), a staged table whose published version changed since
+    is merged again: the node's own rows into the table as published now. One node at
+    a time changes nothing, so its bytes are those of a sequential run.
+    """
+    path = stage / BASES
+    if not path.is_file():
+        return []
+    rebased = []
+    for rel, base in sorted(json.loads(path.read_text()).items()):
+        staged, published = stage / "results" / rel, published_root / rel
+        now = hash_file(published) if published.is_file() else ""
+        if now == base or not staged.is_file():
+            continue
+        rows = tables.read_table_file(staged)
+        df = merge_rows(rows[rows["node"] == node], published if published.is_file() else None, node)
+        with atomic_path(staged) as tmp:
+            tables.write_table(df, tmp, staged.suffix.lstrip("."))
+        rebased.append(rel)
+    return rebased
+

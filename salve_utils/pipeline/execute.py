@@ -30,6 +30,7 @@ from ..common.runtime import (
     project_root,
 )
 from .book import _provenance_cell, _scope_figure_labels, _title_with_edition, _trained_in
+from .context import rebase_staged_tables
 from .graph import CHAPTERS_DIR, PipelineError, descendants, load_profile
 from .planning import Plan, _ancestors, plan
 from .kernels import _KERNELS, _environment, _interrupt_kernels, _kernel_manager, _recording_sigint
@@ -65,6 +66,7 @@ def _publish(p: Plan, name: str, stage: Path, nb, meta: dict[str, Any]) -> None:
     (stage / "artifacts").mkdir(parents=True, exist_ok=True)
     atomic_write_json(stage / "artifacts" / "outputs.json", outputs)
     nbformat.write(nb, str(stage / "chapter.ipynb"))
+    rebase_staged_tables(stage, results_dir(p.root, p.profile), name)  # nodes ran side by side: keep both rows
     staged = sorted(t for t in (stage / "results").rglob("*") if t.suffix in (".csv", ".parquet", ".json")) \
         if (stage / "results").is_dir() else []
     moves = [(str(t), str(results_dir(p.root, p.profile) / t.relative_to(stage / "results"))) for t in staged]
