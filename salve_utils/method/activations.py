@@ -30,6 +30,10 @@ __all__ = ["Activations", "activations_cache_path", "cached_activations", "compu
 class Activations:
     """Head inputs ``a(x)`` of a train and a val split, with the head that reads them.
 
+    On construction the shapes are checked against each other, the head must be
+    finite and ``classes`` must name all K classes (cheap: the activations
+    themselves are checked for NaN by the methods that read them).
+
     Attributes
     ----------
     train, val : float tensors ``(N, M)``
@@ -37,10 +41,6 @@ class Activations:
     classes : class names in label order
     weight, bias : the head's ``W`` (K, M) and ``b`` (K,)
     meta : where they came from (architecture, dataset, evaluation size, checkpoint hash)
-
-    On construction the shapes are checked against each other, the head must be
-    finite and ``classes`` must name all K classes (cheap: the activations
-    themselves are checked for NaN by the methods that read them).
     """
 
     train: torch.Tensor

@@ -218,9 +218,12 @@ def edit_curve(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, b
 
     Parameters
     ----------
-    acts : (N, M) cached activations; labels : (N,) class indices
-    weight, bias : the unedited head; decoder_column : (M,) ``c = D[:, l]``
-    alphas : α values (>= 0); direction : ``"suppress"`` or ``"enhance"``
+    acts : (N, M) cached activations
+    labels : (N,) class indices
+    weight, bias : the unedited head
+    decoder_column : (M,) ``c = D[:, l]``
+    alphas : α values (>= 0)
+    direction : ``"suppress"`` or ``"enhance"``
     classes : optional names for the ``class`` column
 
     Returns

@@ -15,14 +15,16 @@ from .store import STAGE_DIR, STAGE_NODE, _read_outputs, artifact_dir, results_d
 class NodeContext:
     """What a running notebook uses to read its upstream artifacts and record its own.
 
+    A chain node (``<edition>.<chain node>``) writes its tables to its edition's
+    folder; a report node reads any edition's with ``read_table(name, edition)``.
+
     Parameters
     ----------
     profile, node, upstream : the reserved parameters the runner injects (a
         notebook opened by hand uses the defaults of its parameters cell)
 
-    A chain node (``<edition>.<chain node>``) writes its tables to its edition's
-    folder; a report node reads any edition's with ``read_table(name, edition)``.
-
+    Examples
+    --------
     >>> ctx = NodeContext("smoke", "resnet18-planted.control",
     ...                   {"features": "resnet18-planted.discover"})       # doctest: +SKIP
     >>> sae_path = ctx.artifact("features", "sae")                         # doctest: +SKIP

@@ -70,11 +70,13 @@ def suppression_accuracies(acts: torch.Tensor, labels: torch.Tensor, weight: tor
 
     Parameters
     ----------
-    acts : (N, M) activations; labels : (N,) class indices
+    acts : (N, M) activations
+    labels : (N,) class indices
     weight, bias : the head ``W`` (K, M) and ``b`` (K,)
     ratios : (D, M) or (M,) ratio vectors ``r >= 0``
     strengths : strictly increasing normalised strengths ``s >= 0``
-    rows : ``"all"`` or ``"target"``; target : the edited row for ``rows="target"``
+    rows : ``"all"`` or ``"target"``
+    target : the edited row for ``rows="target"``
     """
     if rows not in ROWS:
         raise ValueError(f"rows must be one of {ROWS}, got {rows!r}")

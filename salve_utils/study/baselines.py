@@ -96,7 +96,8 @@ def rome_edit(weight: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cov:
     Parameters
     ----------
     weight : (K, M) head weight W
-    key : (M,) k*; value : (K,) v*
+    key : (M,) k*
+    value : (K,) v*
     cov : (M, M) symmetric positive-definite ``C = E[a a^T]``
 
     Examples

@@ -407,7 +407,8 @@ def specificity_counts(goals: pd.DataFrame, curves: pd.DataFrame, matched: pd.Da
     curves : the control chapter's suppression curves of one node (for :func:`never_lowered`)
     matched : the matched-efficacy table, one :meth:`Match.summary` row per class and method
     verdicts : :func:`most_specific` of ``matched`` for ``method``
-    method : the method judged; tol : as in :func:`never_lowered`
+    method : the method judged
+    tol : as in :func:`never_lowered`
 
     Returns
     -------

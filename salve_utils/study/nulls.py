@@ -186,7 +186,8 @@ def class_accuracies(acts: torch.Tensor, labels: torch.Tensor, weight: torch.Ten
 
     Parameters
     ----------
-    acts : (N, M) cached activations; labels : (N,) class indices
+    acts : (N, M) cached activations
+    labels : (N,) class indices
     weight, bias : the unedited head ``W`` (K, M) and ``b`` (K,)
     ratios : (D, M) or (M,) ratio vectors, each >= 0
     strengths : strictly increasing normalised strengths ``s >= 0``
@@ -283,10 +284,12 @@ def null_edits(acts: "Activations", sae: "SparseAutoencoder", dominant: dict[str
 
     Parameters
     ----------
-    acts : cached activations with the head; sae : the autoencoder of the features
+    acts : cached activations with the head
+    sae : the autoencoder of the features
     dominant : class name -> dominant latent (Discover's record)
     targets : classes whose feature gets nulls (e.g. a seeded sample of 100 classes)
-    strengths : normalised strengths (see :func:`null_grid`); n_draws : permutations per target
+    strengths : normalised strengths (see :func:`null_grid`)
+    n_draws : permutations per target
 
     Returns
     -------
@@ -365,7 +368,8 @@ def null_comparison(summary: pd.DataFrame, nulls: pd.DataFrame, at: dict[str, fl
 
     Parameters
     ----------
-    summary : :func:`target_summary` of the curves; nulls : :func:`null_edits`
+    summary : :func:`target_summary` of the curves
+    nulls : :func:`null_edits`
     at : role -> strength (NaN: no comparison; the row carries NaN and ``beats_permuted`` False).
          Each finite strength must be one the nulls were computed at.
 

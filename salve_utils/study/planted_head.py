@@ -79,8 +79,10 @@ def planted_activations(regime: str = "unique", n_per_class: int = 200, dims_per
         A only the parts no class carries, so every sample stays unambiguous)
     seed : seeds the patterns and both splits
 
-    Returns ``(acts, parts)``: :class:`~salve_utils.method.activations.Activations` with the fitted head
-    (``meta["regime"]``), and :class:`PartLabels`.
+    Returns
+    -------
+    acts : :class:`~salve_utils.method.activations.Activations` with the fitted head (``meta["regime"]``)
+    parts : :class:`PartLabels`
     """
     mapping = planted_classes(regime)
     if n_per_class < 2 or dims_per_part < 1 or not noise >= 0 or not 0 <= distractor_prob <= 1:
